@@ -1,0 +1,45 @@
+/**
+ * The one error hierarchy of Sluice. An error's `name` is what the state machine's
+ * Retry and Catch match on (Lambda reports it as the error type), so names are part
+ * of the contract with `state-machines/pipeline.asl.json`.
+ */
+export class SluiceError extends Error {
+  override name = 'Sluice.Error';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The pipeline definition is invalid. Not retried. */
+export class DefinitionError extends SluiceError {
+  override name = 'Sluice.DefinitionError';
+}
+
+/** An input object cannot be read as the pipeline's format (wrong header, not CSV...). Not retried. */
+export class InputError extends SluiceError {
+  override name = 'Sluice.InputError';
+}
+
+/** The run's books do not balance: a chunk is missing or rows went unaccounted. Not retried. */
+export class VerifyError extends SluiceError {
+  override name = 'Sluice.VerifyError';
+}
+
+/** A request to a handler is malformed. Not retried. */
+export class RequestError extends SluiceError {
+  override name = 'Sluice.RequestError';
+}
+
+/** A dependency (S3, the network) failed in a way that a retry may fix. Retried with backoff. */
+export class TransientError extends SluiceError {
+  override name = 'Sluice.TransientError';
+}
+
+/** A required setting is missing or invalid at start-up. */
+export class ConfigError extends SluiceError {
+  override name = 'Sluice.ConfigError';
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
