@@ -1,0 +1,7 @@
+import type { RunRecord } from '../contracts.ts';
+import { type FinishedRun, finish } from '../run/finish.ts';
+import { config, pipelines, store } from './shared.ts';
+
+/** Finish state: mark inputs loaded, record the run, clean staging. */
+export const handler = (event: { run: FinishedRun }): Promise<RunRecord> =>
+  finish(event.run, { store, config, pipelines, now: () => new Date() });

@@ -1,0 +1,9 @@
+import type { RunState, VerifyResult } from '../contracts.ts';
+import { verify } from '../run/verify.ts';
+import { config, pipelines, store } from './shared.ts';
+
+const today = () => new Date().toISOString().slice(0, 10);
+
+/** Verify state: check every chunk is accounted for; return the load and derive SQL. */
+export const handler = (event: { run: RunState }): Promise<VerifyResult> =>
+  verify(event.run, { store, config, pipelines, today });

@@ -1,0 +1,130 @@
+/**
+ * Verify: every chunk of the manifest is accounted for, and in each, rows read =
+ * rows staged + rows rejected. Numbers rejected lines within their files, and returns
+ * the load and derive statements for the state machine to send to Athena.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../config.ts';
+import type { Chunk, ChunkResult, RunState, VerifyResult } from '../contracts.ts';
+import { RequestError, VerifyError } from '../errors.ts';
+import type { Pipeline } from '../pipeline/definition.ts';
+import { deriveStatements, literal, loadStatements } from '../pipeline/sql.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { assertRunId, layout } from '../storage/layout.ts';
+import { withConnection } from '../worker/duckdb.ts';
+
+export interface VerifyDeps {
+  readonly store: ObjectStore;
+  readonly config: Config;
+  readonly pipelines: ReadonlyMap<string, Pipeline>;
+  /** Today's date in UTC, `YYYY-MM-DD` (a clock, so tests can fix it). */
+  readonly today: () => string;
+}
+
+export function runPipeline(run: RunState, pipelines: ReadonlyMap<string, Pipeline>): Pipeline {
+  const p = run && typeof run.pipeline === 'string' ? pipelines.get(run.pipeline) : undefined;
+  if (!p) throw new RequestError(`the run state names no known pipeline: ${JSON.stringify(run?.pipeline)}`);
+  assertRunId(run.runId);
+  return p;
+}
+
+/** The day before `today` (UTC), which a scheduled run always rebuilds: it is complete by then. */
+export function previousDay(today: string): string {
+  const d = new Date(`${today}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() - 1);
+  return d.toISOString().slice(0, 10);
+}
+
+export async function verify(run: RunState, deps: VerifyDeps): Promise<VerifyResult> {
+  const p = runPipeline(run, deps.pipelines);
+  const { store, config } = deps;
+  const chunks = (await store.getJson<Chunk[]>(run.manifest.bucket, run.manifest.key)) ?? [];
+  const results = new Map<number, ChunkResult>();
+  for (const o of await store.list(config.workingBucket, layout.chunkResultsPrefix(p.name, run.runId))) {
+    const r = await store.getJson<ChunkResult>(config.workingBucket, o.key);
+    if (r) results.set(r.index, r);
+  }
+  const missing = chunks.filter((c) => !results.has(c.index)).map((c) => c.index);
+  const allowed = Math.floor((chunks.length * run.toleratedFailurePercentage) / 100);
+  if (missing.length > allowed) {
+    throw new VerifyError(
+      `run ${run.runId}: ${missing.length} of ${chunks.length} chunks have no result (${missing.slice(0, 20).join(', ')}); ` +
+        `at most ${allowed} may fail (toleratedFailurePercentage ${run.toleratedFailurePercentage})`,
+    );
+  }
+  for (const r of results.values()) {
+    if (r.rowsRead !== r.rowsStaged + r.rowsRejected) {
+      throw new VerifyError(
+        `run ${run.runId}, chunk ${r.index}: rows read ${r.rowsRead} != staged ${r.rowsStaged} + rejected ${r.rowsRejected}`,
+      );
+    }
+  }
+  // An object whose chunk failed (within the tolerance) is loaded by none of its chunks: its rows would be partial.
+  const failedKeys = new Set(missing.flatMap((i) => chunks[i]?.parts.map((part) => part.key) ?? []));
+  if (failedKeys.size > 0) {
+    throw new VerifyError(
+      `run ${run.runId}: objects ${[...failedKeys].join(', ')} were only partly processed; re-run them (they are not marked loaded)`,
+    );
+  }
+  const ok = [...results.values()];
+  const days = [...new Set(ok.flatMap((r) => r.days))].sort();
+  const rowsRejected = ok.reduce((s, r) => s + r.rowsRejected, 0);
+  if (rowsRejected > 0) await numberRejects(run, p, ok, deps);
+  const deriveDays = run.trigger === 'schedule' ? [...new Set([...days, previousDay(deps.today())])].sort() : days;
+  return {
+    load: loadStatements(p, run.runId, days, days.length > 0, rowsRejected > 0),
+    derive: deriveDays.length > 0 ? deriveStatements(p, deriveDays) : [],
+    summary: {
+      chunks: chunks.length,
+      chunksFailed: missing.length,
+      inputs: run.inputs,
+      rowsRead: ok.reduce((s, r) => s + r.rowsRead, 0),
+      rowsLoaded: ok.reduce((s, r) => s + r.rowsStaged, 0),
+      rowsRejected,
+      days,
+    },
+  };
+}
+
+/**
+ * Workers know a rejected line's number within their byte range only. The line number
+ * in the file adds the lines of the ranges before it, which only now are all known.
+ */
+async function numberRejects(run: RunState, p: Pipeline, results: ChunkResult[], deps: VerifyDeps): Promise<void> {
+  const { store, config } = deps;
+  const bases: string[] = [];
+  const byKey = new Map<string, { start: number; lines: number }[]>();
+  for (const r of results) for (const part of r.parts) byKey.set(part.key, [...(byKey.get(part.key) ?? []), part]);
+  for (const [key, parts] of byKey) {
+    let base = 0;
+    for (const part of parts.sort((a, b) => a.start - b.start)) {
+      bases.push(`(${literal(key)}, ${part.start}, ${base})`);
+      base += part.lines;
+    }
+  }
+  const dir = await mkdtemp(join(config.tmpDir, `verify-${run.runId}-`));
+  try {
+    const files: string[] = [];
+    for (const r of results) {
+      if (!r.rejectsKey) continue;
+      const file = join(dir, `${r.index}.parquet`);
+      await store.downloadFile(config.workingBucket, r.rejectsKey, file);
+      files.push(literal(file));
+    }
+    const out = join(dir, 'rejects.parquet');
+    await withConnection(config.tmpDir, async (c) => {
+      await c.run(`CREATE OR REPLACE TEMP TABLE bases (source_key VARCHAR, part_start BIGINT, base BIGINT)`);
+      await c.run(`INSERT INTO bases VALUES ${bases.join(', ')}`);
+      await c.run(`COPY (
+        SELECT r.source_key, r.source_version, r.source_offset, b.base + r.local_line AS line_number,
+               r.column_name, r.reason, r.raw_line
+        FROM read_parquet([${files.join(', ')}]) r JOIN bases b USING (source_key, part_start)
+        ORDER BY r.source_key, r.source_offset
+      ) TO ${literal(out)} (FORMAT parquet)`);
+    });
+    await store.putFile(config.workingBucket, layout.rejects(p.name, run.runId), out);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

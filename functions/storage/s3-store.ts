@@ -1,0 +1,156 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { TransientError } from '../errors.ts';
+import type { ObjectInfo, ObjectStore } from './object-store.ts';
+
+/**
+ * An S3 client for the current target. The endpoint comes from the SDK's own
+ * `AWS_ENDPOINT_URL_S3`; `SLUICE_S3_FORCE_PATH_STYLE=true` is set by the embedded
+ * runtime and for LocalStack. Checksums only where S3 requires them, so that
+ * S3-compatible servers receive plain bodies.
+ */
+export function createS3Client(env: NodeJS.ProcessEnv = process.env): S3Client {
+  return new S3Client({
+    forcePathStyle: env.SLUICE_S3_FORCE_PATH_STYLE === 'true',
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+const TRANSIENT_CODES = new Set(['SlowDown', 'InternalError', 'ServiceUnavailable', 'RequestTimeout', 'Throttling']);
+
+/** S3 throttling, 5xx and network failures become TransientError, which the state machine retries. */
+function classify(error: unknown, what: string): never {
+  if (error instanceof S3ServiceException) {
+    const status = error.$metadata.httpStatusCode ?? 0;
+    if (status >= 500 || TRANSIENT_CODES.has(error.name)) {
+      throw new TransientError(`${what}: ${error.name}: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
+  const code = (error as { code?: string } | undefined)?.code;
+  if (code && ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN'].includes(code)) {
+    throw new TransientError(`${what}: ${code}`, { cause: error });
+  }
+  throw error;
+}
+
+const isMissing = (error: unknown) =>
+  error instanceof S3ServiceException && (error.name === 'NoSuchKey' || error.name === 'NotFound');
+
+const unquote = (etag: string | undefined) => (etag ?? '').replaceAll('"', '');
+
+function range(start?: number, end?: number): string | undefined {
+  if (start === undefined && end === undefined) return undefined;
+  return `bytes=${start ?? 0}-${end === undefined ? '' : end - 1}`;
+}
+
+export class S3ObjectStore implements ObjectStore {
+  private readonly client: S3Client;
+  constructor(client: S3Client) {
+    this.client = client;
+  }
+
+  async head(bucket: string, key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return { key, size: out.ContentLength ?? 0, version: out.VersionId ?? unquote(out.ETag) };
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      return classify(error, `HEAD s3://${bucket}/${key}`);
+    }
+  }
+
+  async getStream(bucket: string, key: string, start?: number, end?: number): Promise<Readable> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range(start, end) }));
+      return out.Body as Readable;
+    } catch (error) {
+      return classify(error, `GET s3://${bucket}/${key}`);
+    }
+  }
+
+  async getBytes(bucket: string, key: string, start?: number, end?: number): Promise<Buffer> {
+    if (start !== undefined && end !== undefined && end <= start) return Buffer.alloc(0);
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.getStream(bucket, key, start, end)) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async getJson<T>(bucket: string, key: string): Promise<T | undefined> {
+    try {
+      return JSON.parse((await this.getBytes(bucket, key)).toString('utf8')) as T;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async putJson(bucket: string, key: string, value: unknown): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: JSON.stringify(value), ContentType: 'application/json' }),
+      );
+    } catch (error) {
+      classify(error, `PUT s3://${bucket}/${key}`);
+    }
+  }
+
+  async putFile(bucket: string, key: string, path: string): Promise<void> {
+    try {
+      await new Upload({ client: this.client, params: { Bucket: bucket, Key: key, Body: createReadStream(path) } }).done();
+    } catch (error) {
+      classify(error, `PUT s3://${bucket}/${key}`);
+    }
+  }
+
+  async downloadFile(bucket: string, key: string, path: string): Promise<void> {
+    await mkdir(dirname(path), { recursive: true });
+    await pipeline(await this.getStream(bucket, key), createWriteStream(path));
+  }
+
+  async list(bucket: string, prefix: string): Promise<ObjectInfo[]> {
+    const objects: ObjectInfo[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const out = await this.client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        );
+        for (const o of out.Contents ?? []) {
+          if (o.Key) objects.push({ key: o.Key, size: o.Size ?? 0, version: unquote(o.ETag) });
+        }
+        token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      } while (token);
+    } catch (error) {
+      classify(error, `LIST s3://${bucket}/${prefix}`);
+    }
+    return objects;
+  }
+
+  async deletePrefix(bucket: string, prefix: string): Promise<number> {
+    const keys = (await this.list(bucket, prefix)).map((o) => o.key);
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000).map((Key) => ({ Key }));
+      try {
+        await this.client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: batch, Quiet: true } }));
+      } catch (error) {
+        classify(error, `DELETE s3://${bucket}/${prefix}`);
+      }
+    }
+    return keys.length;
+  }
+}
