@@ -30,7 +30,9 @@ export function literal(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
 }
 
-const columnList = (columns: readonly Column[]) => columns.map((c) => `${c.name} ${c.type}`).join(', ');
+/** Athena DDL spells integer `int` (DML says `integer`); DuckDB accepts both. */
+const ddlType = (type: string) => (type === 'integer' ? 'int' : type);
+const columnList = (columns: readonly Column[]) => columns.map((c) => `${c.name} ${ddlType(c.type)}`).join(', ');
 const names = (columns: readonly Column[]) => columns.map((c) => c.name).join(', ');
 const prefixed = (alias: string, columns: readonly Column[]) => columns.map((c) => `${alias}.${c.name}`).join(', ');
 

@@ -42,9 +42,22 @@ const DUCK_TYPES: Record<InputType, string> = {
   boolean: 'BOOLEAN',
   date: 'DATE',
   timestamp: 'TIMESTAMP',
-  // Read as text, then checked to carry a zone: DuckDB would read a zone-less value as UTC.
-  timestamptz: 'VARCHAR',
+  timestamptz: 'TIMESTAMPTZ',
 };
+
+/**
+ * Types DuckDB's CSV reader accepts too loosely: read as text, then checked. It would
+ * round `12.5` into an integer, and read a timestamp without a zone as UTC.
+ */
+const CHECKED: Partial<Record<InputType, { pattern: string; expected: string }>> = {
+  integer: { pattern: '^[+-]?[0-9]+$', expected: 'an integer' },
+  bigint: { pattern: '^[+-]?[0-9]+$', expected: 'an integer' },
+  timestamptz: {
+    pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$',
+    expected: 'an ISO-8601 timestamp with a zone or Z',
+  },
+};
+const readAs = (type: InputType) => (CHECKED[type] ? 'VARCHAR' : DUCK_TYPES[type]);
 
 interface Spool {
   readonly file: string;
@@ -175,7 +188,7 @@ async function parseAndStage(
     `'__part': 'INTEGER'`,
     `'__offset': 'BIGINT'`,
     `'__line': 'BIGINT'`,
-    ...p.schema.map((col) => `${literal(col.name)}: ${literal(DUCK_TYPES[col.type])}`),
+    ...p.schema.map((col) => `${literal(col.name)}: ${literal(readAs(col.type))}`),
   ].join(', ');
   const partValues = chunk.parts
     .map((part, i) => `(${i}, ${literal(part.key)}, ${literal(part.version)}, ${part.start})`)
@@ -199,19 +212,20 @@ async function parseAndStage(
                       ELSE error_type || ': ' || error_message END, '; ') AS reason,
            first(csv_line) AS raw
     FROM sluice_rejects GROUP BY ALL`);
-  const zoned = p.schema.filter((col) => col.type === 'timestamptz');
-  for (const col of zoned) {
-    // A zone (Z or +hh:mm) is required: without one the instant is unknown.
+  const checked = p.schema.filter((col) => CHECKED[col.type]);
+  for (const col of checked) {
+    const check = CHECKED[col.type] as { pattern: string; expected: string };
     await c.run(`INSERT INTO rejected
-      SELECT __part, __offset, __line, ${literal(col.name)}, 'CAST: ' || ${literal(col.name)} ||
-             ' must be an ISO-8601 timestamp with a zone or Z, found ' || ${col.name}, NULL
+      SELECT __part, __offset, __line, ${literal(col.name)},
+             'CAST: ' || ${literal(`${col.name} must be ${check.expected}, found `)} || ${col.name}, NULL
       FROM parsed
       WHERE ${col.name} IS NOT NULL
-        AND (NOT regexp_matches(${col.name}, '([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$') OR try_cast(${col.name} AS TIMESTAMPTZ) IS NULL)
+        AND (NOT regexp_matches(trim(${col.name}), ${literal(check.pattern)})
+             OR try_cast(trim(${col.name}) AS ${DUCK_TYPES[col.type]}) IS NULL)
         AND (__part, __offset) NOT IN (SELECT (part, line_offset) FROM rejected)`);
   }
   const lineage = `parts.source_key, parts.source_version, parsed.__offset AS source_offset`;
-  const casts = zoned.map((col) => `CAST(${col.name} AS TIMESTAMPTZ) AS ${col.name}`).join(', ');
+  const casts = checked.map((col) => `CAST(trim(${col.name}) AS ${DUCK_TYPES[col.type]}) AS ${col.name}`).join(', ');
   await c.run(`CREATE OR REPLACE TEMP VIEW input AS
     SELECT parsed.* EXCLUDE (__part, __offset, __line) ${casts ? `REPLACE (${casts})` : ''}, ${lineage}
     FROM parsed JOIN parts ON parsed.__part = parts.part

@@ -1,0 +1,17 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+
+/** Reads Parquet bytes back as JSON-safe row objects (to check what a worker wrote). */
+export async function readParquet(bytes: Buffer | undefined, dir: string, sql = 'SELECT * FROM rows'): Promise<Record<string, unknown>[]> {
+  if (!bytes) return [];
+  const file = join(dir, `read-${Math.random().toString(36).slice(2)}.parquet`);
+  writeFileSync(file, bytes);
+  const connection = await (await DuckDBInstance.create(':memory:')).connect();
+  try {
+    await connection.run(`CREATE VIEW rows AS SELECT * FROM read_parquet('${file}')`);
+    return (await connection.runAndReadAll(sql)).getRowObjectsJson() as Record<string, unknown>[];
+  } finally {
+    connection.closeSync();
+  }
+}

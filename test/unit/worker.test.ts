@@ -1,0 +1,79 @@
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import type { Chunk, ChunkResult } from '../../functions/contracts.ts';
+import { splitIntoChunks } from '../../functions/planning/planner.ts';
+import { processChunk } from '../../functions/worker/worker.ts';
+import { accessLogs, HEADER, logRow, testConfig } from '../support/fixtures.ts';
+import { MemoryStore } from '../support/memory-store.ts';
+import { readParquet } from '../support/parquet.ts';
+
+const config = testConfig();
+
+async function runAll(text: string | Buffer, key: string, chunkSize: number) {
+  const store = new MemoryStore();
+  store.put(config.inputBucket, key, text);
+  const info = await store.head(config.inputBucket, key);
+  const chunks: Chunk[] = splitIntoChunks(info ? [info] : [], accessLogs, chunkSize, 'run-1');
+  const results: ChunkResult[] = [];
+  for (const chunk of chunks) results.push(await processChunk(chunk, { store, config, pipeline: accessLogs }));
+  const staged = [];
+  const rejects = [];
+  for (const r of results) {
+    if (r.stagingKey) staged.push(...(await readParquet(store.body(config.workingBucket, r.stagingKey), config.tmpDir)));
+    if (r.rejectsKey) rejects.push(...(await readParquet(store.body(config.workingBucket, r.rejectsKey), config.tmpDir)));
+  }
+  return { results, staged, rejects, chunks };
+}
+
+describe('processChunk', () => {
+  const rows = Array.from({ length: 300 }, (_, i) => logRow(i));
+  const clean = `${HEADER}\r\n${rows.join('\r\n')}\r\n`;
+
+  it('stages every row exactly once whatever the chunk size, with offsets that do not depend on it', async () => {
+    const whole = await runAll(clean, 'access-logs/a.csv', 1 << 20);
+    const split = await runAll(clean, 'access-logs/a.csv', 997);
+    expect(split.chunks.length).toBeGreaterThan(20);
+    const offsets = (r: typeof whole) => r.staged.map((s) => Number(s.source_offset)).sort((a, b) => a - b);
+    expect(offsets(split)).toEqual(offsets(whole));
+    expect(whole.staged).toHaveLength(300);
+    expect(new Set(offsets(whole)).size).toBe(300);
+  });
+
+  it('converts event_time to UTC and keeps quoted commas', async () => {
+    const text = `${HEADER}\n2024-03-01T10:00:00+09:00,u1,s1,GET,/a,200,5,1.5,"Mozilla, 5.0",KR\n`;
+    const { staged } = await runAll(text, 'access-logs/tz.csv', 1 << 20);
+    expect(staged[0]).toMatchObject({ event_time: '2024-03-01 01:00:00', user_agent: 'Mozilla, 5.0', source_offset: String(HEADER.length + 1) });
+  });
+
+  it('rejects malformed rows with their line number and reason, and loses none', async () => {
+    const lines = [
+      HEADER,
+      logRow(1),
+      logRow(2, { status: 'abc' }),
+      '',
+      logRow(3, { event_time: '2024-03-01 10:00:00' }),
+      'only,three,fields',
+      logRow(4, { bytes_sent: '12.5' }),
+      logRow(5),
+    ];
+    const { results, staged, rejects } = await runAll(lines.join('\n'), 'access-logs/bad.csv', 1 << 20);
+    expect(results[0]).toMatchObject({ rowsRead: 6, rowsStaged: 2, rowsRejected: 4 });
+    const byLine = Object.fromEntries(rejects.map((r) => [r.local_line, r]));
+    expect(Object.keys(byLine).sort()).toEqual(['3', '5', '6', '7']);
+    expect(byLine['3']).toMatchObject({ column_name: 'status', raw_line: lines[2] });
+    expect(String(byLine['5']?.reason)).toContain('with a zone or Z');
+    expect(String(byLine['6']?.reason)).toContain('expected 10 columns');
+    expect(staged).toHaveLength(2);
+  });
+
+  it('reads gzip objects whole and UTF-8 with a BOM', async () => {
+    const text = `\uFEFF${HEADER}\n${logRow(1, { user_id: '사용자' })}\n${logRow(2)}`;
+    const { staged, chunks } = await runAll(gzipSync(Buffer.from(text)), 'access-logs/z.csv.gz', 10);
+    expect(chunks).toHaveLength(1);
+    expect(staged.map((s) => s.user_id).sort()).toEqual(['u2', '사용자']);
+  });
+
+  it('fails a chunk whose file has the wrong header', async () => {
+    await expect(runAll('a,b,c\n1,2,3\n', 'access-logs/wrong.csv', 1 << 20)).rejects.toThrow(/line 1 should be the header/);
+  });
+});
