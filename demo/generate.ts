@@ -2,10 +2,11 @@
  * Seeded sample access logs for the demo and the benchmarks: the same seed gives the
  * same bytes. A few malformed rows are mixed in on purpose, at known places.
  */
-import { createWriteStream } from 'node:fs';
+
 import { once } from 'node:events';
-import { createGzip } from 'node:zlib';
+import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
+import { createGzip } from 'node:zlib';
 
 export const HEADER = 'event_time,user_id,session_id,method,path,status,bytes_sent,latency_ms,user_agent,country';
 
@@ -21,8 +22,24 @@ export function random(seed: number): () => number {
   };
 }
 
-const PATHS = ['/', '/login', '/logout', '/search', '/cart', '/checkout', '/api/items', '/api/orders', '/help', '/about'];
-const AGENTS = ['"Mozilla/5.0 (Windows NT 10.0; Win64; x64)"', '"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5)"', 'curl/8.5.0', '"Googlebot/2.1 (+http://www.google.com/bot.html)"'];
+const PATHS = [
+  '/',
+  '/login',
+  '/logout',
+  '/search',
+  '/cart',
+  '/checkout',
+  '/api/items',
+  '/api/orders',
+  '/help',
+  '/about',
+];
+const AGENTS = [
+  '"Mozilla/5.0 (Windows NT 10.0; Win64; x64)"',
+  '"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5)"',
+  'curl/8.5.0',
+  '"Googlebot/2.1 (+http://www.google.com/bot.html)"',
+];
 const COUNTRIES = ['KR', 'US', 'JP', 'DE', 'BR', 'IN'];
 const ZONES = ['Z', '+09:00', '-05:00', '+00:00'];
 
@@ -79,7 +96,13 @@ async function write(out: Writable, text: string): Promise<void> {
 }
 
 /** Writes `rows` rows for `day` to `path` (gzip when it ends in .gz), with `malformed` broken rows. */
-export async function writeSample(path: string, day: string, rows: number, malformed: number, seed: number): Promise<SampleFile> {
+export async function writeSample(
+  path: string,
+  day: string,
+  rows: number,
+  malformed: number,
+  seed: number,
+): Promise<SampleFile> {
   const rand = random(seed);
   const file = createWriteStream(path);
   const gzip = path.endsWith('.gz') ? createGzip() : undefined;

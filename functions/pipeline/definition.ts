@@ -6,7 +6,16 @@ import { DefinitionError } from '../errors.ts';
 import { parseByteSize } from './size.ts';
 
 /** Input column types, as the worker parses them. `timestamptz` needs a zone or `Z` and is normalised to UTC. */
-export const INPUT_TYPES = ['string', 'integer', 'bigint', 'double', 'boolean', 'date', 'timestamp', 'timestamptz'] as const;
+export const INPUT_TYPES = [
+  'string',
+  'integer',
+  'bigint',
+  'double',
+  'boolean',
+  'date',
+  'timestamp',
+  'timestamptz',
+] as const;
 /** Warehouse column types (Athena/Iceberg names; DuckDB accepts the same names). */
 export const TABLE_TYPES = ['string', 'integer', 'bigint', 'double', 'boolean', 'date', 'timestamp'] as const;
 
@@ -15,13 +24,11 @@ const column = <T extends readonly [string, ...string[]]>(types: T) =>
   z.strictObject({ name: identifier, type: z.enum(types) });
 const uniqueNames = (columns: { name: string }[]) => new Set(columns.map((c) => c.name)).size === columns.length;
 
-const byteSize = z
-  .union([z.string(), z.number()])
-  .transform((value, ctx) => {
-    const bytes = parseByteSize(value);
-    if (Number.isNaN(bytes)) ctx.addIssue({ code: 'custom', message: `"${value}" is not a size such as 64MB` });
-    return bytes;
-  });
+const byteSize = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const bytes = parseByteSize(value);
+  if (Number.isNaN(bytes)) ctx.addIssue({ code: 'custom', message: `"${value}" is not a size such as 64MB` });
+  return bytes;
+});
 
 const timezone = z.string().refine((tz) => {
   try {
@@ -143,10 +150,13 @@ function checkConsistency(p: Pipeline): void {
 /** Reads every `*.yaml` pipeline in a folder. Names must be unique. */
 export function loadPipelines(dir: string): Map<string, Pipeline> {
   const pipelines = new Map<string, Pipeline>();
-  for (const entry of readdirSync(dir).filter((f) => f.endsWith('.yaml') || f.endsWith('.yml')).sort()) {
+  for (const entry of readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
+    .sort()) {
     const file = join(dir, entry);
     const pipeline = parsePipeline(readFileSync(file, 'utf8'), file);
-    if (pipelines.has(pipeline.name)) throw new DefinitionError(`${file}: pipeline "${pipeline.name}" is defined twice`);
+    if (pipelines.has(pipeline.name))
+      throw new DefinitionError(`${file}: pipeline "${pipeline.name}" is defined twice`);
     pipelines.set(pipeline.name, pipeline);
   }
   return pipelines;

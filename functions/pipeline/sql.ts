@@ -96,7 +96,8 @@ function batches<T>(items: readonly T[], size: number): T[][] {
   return out;
 }
 
-const lineageMatch = 't.source_key = s.source_key AND t.source_version = s.source_version AND t.source_offset = s.source_offset';
+const lineageMatch =
+  't.source_key = s.source_key AND t.source_version = s.source_version AND t.source_offset = s.source_offset';
 
 /**
  * MERGE statements that load one run's staging into the tables. Keyed on lineage, so

@@ -9,8 +9,8 @@ import type { Chunk, ChunkPart, PlanEvent, RunRecord, RunRequest, RunState } fro
 import { InputError, RequestError } from '../errors.ts';
 import { matchesInput, type Pipeline } from '../pipeline/definition.ts';
 import { setupHash, setupStatements } from '../pipeline/sql.ts';
-import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
 import { assertRunId, layout } from '../storage/layout.ts';
+import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
 import { checkHeader } from '../worker/header.ts';
 
 export interface PlannerDeps {
@@ -36,7 +36,9 @@ const HEADER_PROBE_BYTES = 64 * 1024;
 export function validateRequest(event: PlanEvent, pipelines: ReadonlyMap<string, Pipeline>): RunRequest {
   const request = event?.request as Partial<RunRequest> | undefined;
   if (!request || typeof request.pipeline !== 'string') {
-    throw new RequestError('the run request must have a "pipeline" (e.g. {"pipeline": "access-logs", "trigger": "schedule"})');
+    throw new RequestError(
+      'the run request must have a "pipeline" (e.g. {"pipeline": "access-logs", "trigger": "schedule"})',
+    );
   }
   if (!pipelines.has(request.pipeline)) {
     throw new RequestError(`unknown pipeline "${request.pipeline}"; known: ${[...pipelines.keys()].join(', ')}`);
@@ -46,7 +48,10 @@ export function validateRequest(event: PlanEvent, pipelines: ReadonlyMap<string,
       throw new RequestError('an "object" run request needs "bucket" and "key"');
     }
   } else if (request.trigger === 'manual') {
-    if (request.keys !== undefined && !(Array.isArray(request.keys) && request.keys.every((k) => typeof k === 'string'))) {
+    if (
+      request.keys !== undefined &&
+      !(Array.isArray(request.keys) && request.keys.every((k) => typeof k === 'string'))
+    ) {
       throw new RequestError('"keys" of a "manual" run request must be a list of object keys');
     }
   } else if (request.trigger !== 'schedule') {
@@ -187,7 +192,11 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
   const chunks = splitIntoChunks(inputs, p, chunkSize, runId);
   const manifest = { bucket: config.workingBucket, key: layout.manifest(p.name, runId) };
   await store.putJson(manifest.bucket, manifest.key, chunks);
-  await store.putJson(config.workingBucket, `${layout.runFolder(p.name, runId)}inputs.json`, inputs satisfies RunInputs);
+  await store.putJson(
+    config.workingBucket,
+    `${layout.runFolder(p.name, runId)}inputs.json`,
+    inputs satisfies RunInputs,
+  );
   const statements = setupStatements(p, config);
   const hash = setupHash(statements);
   const setupDone = (await store.head(config.workingBucket, layout.setupMarker(p.name, hash))) !== undefined;

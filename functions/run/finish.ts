@@ -4,11 +4,11 @@
  */
 import type { Config } from '../config.ts';
 import type { RunRecord, RunState, VerifyResult } from '../contracts.ts';
-import type { LedgerEntry, RunInputs } from '../planning/planner.ts';
 import type { Pipeline } from '../pipeline/definition.ts';
-import type { ObjectStore } from '../storage/object-store.ts';
+import type { LedgerEntry, RunInputs } from '../planning/planner.ts';
 import { layout } from '../storage/layout.ts';
-import { runPipeline } from './verify.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { runPipeline } from './run-state.ts';
 
 export interface FinishDeps {
   readonly store: ObjectStore;

@@ -2,8 +2,8 @@
 import type { Config } from '../config.ts';
 import type { RunRecord, Trigger } from '../contracts.ts';
 import type { Pipeline } from '../pipeline/definition.ts';
-import type { ObjectStore } from '../storage/object-store.ts';
 import { assertRunId, layout } from '../storage/layout.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
 
 export interface FailureEvent {
   /** The state when the error was caught: the request (Plan failed) or the run state, plus `error`. */

@@ -7,12 +7,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
 import type { Chunk, ChunkResult, RunState, VerifyResult } from '../contracts.ts';
-import { RequestError, VerifyError } from '../errors.ts';
+import { VerifyError } from '../errors.ts';
 import type { Pipeline } from '../pipeline/definition.ts';
 import { deriveStatements, literal, loadStatements } from '../pipeline/sql.ts';
+import { layout } from '../storage/layout.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
-import { assertRunId, layout } from '../storage/layout.ts';
 import { withConnection } from '../worker/duckdb.ts';
+import { runPipeline } from './run-state.ts';
 
 export interface VerifyDeps {
   readonly store: ObjectStore;
@@ -20,13 +21,6 @@ export interface VerifyDeps {
   readonly pipelines: ReadonlyMap<string, Pipeline>;
   /** Today's date in UTC, `YYYY-MM-DD` (a clock, so tests can fix it). */
   readonly today: () => string;
-}
-
-export function runPipeline(run: RunState, pipelines: ReadonlyMap<string, Pipeline>): Pipeline {
-  const p = run && typeof run.pipeline === 'string' ? pipelines.get(run.pipeline) : undefined;
-  if (!p) throw new RequestError(`the run state names no known pipeline: ${JSON.stringify(run?.pipeline)}`);
-  assertRunId(run.runId);
-  return p;
 }
 
 /** The day before `today` (UTC), which a scheduled run always rebuilds: it is complete by then. */

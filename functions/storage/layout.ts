@@ -8,7 +8,8 @@ const RUN_ID = /^[A-Za-z0-9_-]{1,80}$/;
 
 /** Run ids are Step Functions execution names; they appear in S3 keys and SQL literals. */
 export function assertRunId(runId: string): string {
-  if (!RUN_ID.test(runId)) throw new RequestError(`run id "${runId}" must be 1-80 characters of A-Z, a-z, 0-9, _ and -`);
+  if (!RUN_ID.test(runId))
+    throw new RequestError(`run id "${runId}" must be 1-80 characters of A-Z, a-z, 0-9, _ and -`);
   return runId;
 }
 
@@ -18,13 +19,15 @@ export const layout = {
   manifest: (pipeline: string, runId: string) => `manifests/${pipeline}/${runId}.json`,
   runFolder: (pipeline: string, runId: string) => `runs/${pipeline}/${runId}/`,
   runRecord: (pipeline: string, runId: string) => `runs/${pipeline}/${runId}/run.json`,
-  chunkResult: (pipeline: string, runId: string, index: number) => `runs/${pipeline}/${runId}/chunks/${pad(index)}.json`,
+  chunkResult: (pipeline: string, runId: string, index: number) =>
+    `runs/${pipeline}/${runId}/chunks/${pad(index)}.json`,
   chunkResultsPrefix: (pipeline: string, runId: string) => `runs/${pipeline}/${runId}/chunks/`,
   chunkRejects: (pipeline: string, runId: string, index: number) =>
     `runs/${pipeline}/${runId}/rejects/${pad(index)}.parquet`,
   /** Hive-style `run_id=` folders: the staging tables are partitioned by run id. */
   stagingRoot: (pipeline: string) => `staging/${pipeline}/`,
-  staging: (pipeline: string, runId: string, index: number) => `staging/${pipeline}/run_id=${runId}/${pad(index)}.parquet`,
+  staging: (pipeline: string, runId: string, index: number) =>
+    `staging/${pipeline}/run_id=${runId}/${pad(index)}.parquet`,
   stagingRun: (pipeline: string, runId: string) => `staging/${pipeline}/run_id=${runId}/`,
   rejectsRoot: (pipeline: string) => `rejects/${pipeline}/`,
   rejects: (pipeline: string, runId: string) => `rejects/${pipeline}/run_id=${runId}/rejects.parquet`,

@@ -102,7 +102,12 @@ export class S3ObjectStore implements ObjectStore {
   async putJson(bucket: string, key: string, value: unknown): Promise<void> {
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: bucket, Key: key, Body: JSON.stringify(value), ContentType: 'application/json' }),
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: JSON.stringify(value),
+          ContentType: 'application/json',
+        }),
       );
     } catch (error) {
       classify(error, `PUT s3://${bucket}/${key}`);
@@ -111,7 +116,10 @@ export class S3ObjectStore implements ObjectStore {
 
   async putFile(bucket: string, key: string, path: string): Promise<void> {
     try {
-      await new Upload({ client: this.client, params: { Bucket: bucket, Key: key, Body: createReadStream(path) } }).done();
+      await new Upload({
+        client: this.client,
+        params: { Bucket: bucket, Key: key, Body: createReadStream(path) },
+      }).done();
     } catch (error) {
       classify(error, `PUT s3://${bucket}/${key}`);
     }

@@ -9,10 +9,8 @@ import { InputError } from '../errors.ts';
 const NL = 0x0a;
 const CR = 0x0d;
 
-export interface LineHandler {
-  /** `offset`: absolute byte offset of the line's first byte; `line`: without \n and a trailing \r. */
-  (offset: number, line: Buffer): void;
-}
+/** `offset`: absolute byte offset of the line's first byte; `line`: without \n and a trailing \r. */
+export type LineHandler = (offset: number, line: Buffer) => void;
 
 export class LineSplitter {
   private pending: Buffer = Buffer.alloc(0);

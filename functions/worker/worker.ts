@@ -15,8 +15,8 @@ import type { Chunk, ChunkPart, ChunkResult, PartResult } from '../contracts.ts'
 import { InputError, VerifyError } from '../errors.ts';
 import { type InputType, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
 import { literal } from '../pipeline/sql.ts';
-import type { ObjectStore } from '../storage/object-store.ts';
 import { layout } from '../storage/layout.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
 import { withConnection } from './duckdb.ts';
 import { checkHeader } from './header.ts';
 import { LineSplitter, stripBom } from './lines.ts';
@@ -93,7 +93,12 @@ export async function processChunk(chunk: Chunk, deps: WorkerDeps): Promise<Chun
 }
 
 /** Streams the bytes of one part: the whole object (decompressed), or its range plus the overhang. */
-async function* partBytes(store: ObjectStore, bucket: string, part: ChunkPart, readFrom: number): AsyncGenerator<Buffer> {
+async function* partBytes(
+  store: ObjectStore,
+  bucket: string,
+  part: ChunkPart,
+  readFrom: number,
+): AsyncGenerator<Buffer> {
   if (part.compression === 'gzip') {
     const gunzip = (await store.getStream(bucket, part.key)).pipe(createGunzip());
     try {

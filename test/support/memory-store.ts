@@ -1,7 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
-import { readFileSync } from 'node:fs';
 import type { ObjectInfo, ObjectStore } from '../../functions/storage/object-store.ts';
 
 /** An in-memory ObjectStore for unit tests of the domain code (the embedded runtime tests use real S3 APIs). */
@@ -57,7 +57,8 @@ export class MemoryStore implements ObjectStore {
     const out: ObjectInfo[] = [];
     for (const [k, body] of [...this.objects].sort(([a], [b]) => a.localeCompare(b))) {
       const key = k.slice(bucket.length + 1);
-      if (k.startsWith(`${bucket}/`) && key.startsWith(prefix)) out.push({ key, size: body.length, version: this.etag(body) });
+      if (k.startsWith(`${bucket}/`) && key.startsWith(prefix))
+        out.push({ key, size: body.length, version: this.etag(body) });
     }
     return out;
   }

@@ -3,7 +3,11 @@ import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 
 /** Reads Parquet bytes back as JSON-safe row objects (to check what a worker wrote). */
-export async function readParquet(bytes: Buffer | undefined, dir: string, sql = 'SELECT * FROM rows'): Promise<Record<string, unknown>[]> {
+export async function readParquet(
+  bytes: Buffer | undefined,
+  dir: string,
+  sql = 'SELECT * FROM rows',
+): Promise<Record<string, unknown>[]> {
   if (!bytes) return [];
   const file = join(dir, `read-${Math.random().toString(36).slice(2)}.parquet`);
   writeFileSync(file, bytes);

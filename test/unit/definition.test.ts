@@ -9,7 +9,11 @@ const source = readFileSync(join(import.meta.dirname, '../../pipelines/access-lo
 
 describe('pipeline definitions', () => {
   it('reads access-logs with its defaults applied', () => {
-    expect(accessLogs.processing).toEqual({ chunkSize: 64 * 1024 * 1024, maxConcurrency: 50, toleratedFailurePercentage: 0 });
+    expect(accessLogs.processing).toEqual({
+      chunkSize: 64 * 1024 * 1024,
+      maxConcurrency: 50,
+      toleratedFailurePercentage: 0,
+    });
     expect(accessLogs.schedule).toEqual({ cron: '0 20 * * *', timezone: 'Asia/Seoul' });
   });
 

@@ -45,17 +45,32 @@ describe('LineSplitter', () => {
   it('gives every line to exactly one range, at the same offset whatever the range size', () => {
     const line = fc.stringMatching(/^[a-z,"é한 ]{0,12}\r?$/);
     fc.assert(
-      fc.property(fc.array(line, { maxLength: 30 }), fc.boolean(), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 9 }), (lines, trailingNewline, size, feed) => {
-        const text = lines.join('\n') + (trailingNewline ? '\n' : '');
-        expect(linesByRange(Buffer.from(text), size, feed)).toEqual(expectedLines(text));
-      }),
+      fc.property(
+        fc.array(line, { maxLength: 30 }),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 9 }),
+        (lines, trailingNewline, size, feed) => {
+          const text = lines.join('\n') + (trailingNewline ? '\n' : '');
+          expect(linesByRange(Buffer.from(text), size, feed)).toEqual(expectedLines(text));
+        },
+      ),
       { numRuns: 500 },
     );
   });
 
   it('rejects a line longer than the limit, naming where', () => {
-    const splitter = new LineSplitter({ readFrom: 0, start: 0, end: 100, maxLineBytes: 4, where: 's3://b/k', onLine: () => {} });
-    expect(() => splitter.push(Buffer.from('abcdefgh\n'))).toThrow('s3://b/k: the line at byte 0 is longer than 4 bytes');
+    const splitter = new LineSplitter({
+      readFrom: 0,
+      start: 0,
+      end: 100,
+      maxLineBytes: 4,
+      where: 's3://b/k',
+      onLine: () => {},
+    });
+    expect(() => splitter.push(Buffer.from('abcdefgh\n'))).toThrow(
+      's3://b/k: the line at byte 0 is longer than 4 bytes',
+    );
   });
 });
 

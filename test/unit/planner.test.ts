@@ -11,12 +11,21 @@ const object = (key: string, size: number) => ({ key, size, version: `v-${key}` 
 describe('splitIntoChunks', () => {
   it('cuts a large object into byte ranges that cover it exactly once', () => {
     const chunks = splitIntoChunks([object('access-logs/big.csv', 2500)], accessLogs, 1000, 'r1');
-    expect(chunks.map((c) => c.parts.map((p) => [p.start, p.end]))).toEqual([[[0, 1000]], [[1000, 2000]], [[2000, 2500]]]);
+    expect(chunks.map((c) => c.parts.map((p) => [p.start, p.end]))).toEqual([
+      [[0, 1000]],
+      [[1000, 2000]],
+      [[2000, 2500]],
+    ]);
   });
 
   it('keeps gzip objects whole and bin-packs small objects up to the chunk size', () => {
     const chunks = splitIntoChunks(
-      [object('access-logs/a.csv', 400), object('access-logs/b.csv', 500), object('access-logs/c.csv.gz', 5000), object('access-logs/d.csv', 300)],
+      [
+        object('access-logs/a.csv', 400),
+        object('access-logs/b.csv', 500),
+        object('access-logs/c.csv.gz', 5000),
+        object('access-logs/d.csv', 300),
+      ],
       accessLogs,
       1000,
       'r1',
@@ -45,7 +54,11 @@ describe('plan', () => {
     const { store, deps } = setup();
     store.put('sluice-input', 'access-logs/day1.csv', csv);
     const state = await plan(
-      { request: { pipeline: 'access-logs', trigger: 'object', bucket: 'sluice-input', key: 'access-logs/day1.csv' }, runId: 'run-1', startedAt: '2024-03-04T00:00:00Z' },
+      {
+        request: { pipeline: 'access-logs', trigger: 'object', bucket: 'sluice-input', key: 'access-logs/day1.csv' },
+        runId: 'run-1',
+        startedAt: '2024-03-04T00:00:00Z',
+      },
       deps,
     );
     const manifest = await store.getJson<Chunk[]>('sluice-working', layout.manifest('access-logs', 'run-1'));
@@ -59,18 +72,33 @@ describe('plan', () => {
     const { store, deps } = setup();
     store.put('sluice-input', 'access-logs/wrong.csv', 'when,who,what\n1,2,3\n');
     await expect(
-      plan({ request: { pipeline: 'access-logs', trigger: 'object', bucket: 'sluice-input', key: 'access-logs/wrong.csv' }, runId: 'r2', startedAt: 'x' }, deps),
-    ).rejects.toThrow(/s3:\/\/sluice-input\/access-logs\/wrong.csv is not a CSV file of pipeline access-logs: line 1 should be the header "event_time,user_id/);
+      plan(
+        {
+          request: { pipeline: 'access-logs', trigger: 'object', bucket: 'sluice-input', key: 'access-logs/wrong.csv' },
+          runId: 'r2',
+          startedAt: 'x',
+        },
+        deps,
+      ),
+    ).rejects.toThrow(
+      /s3:\/\/sluice-input\/access-logs\/wrong.csv is not a CSV file of pipeline access-logs: line 1 should be the header "event_time,user_id/,
+    );
   });
 
   it('refuses an object outside the input bucket or prefix, and an unknown pipeline', async () => {
     const { store, deps } = setup();
     store.put('sluice-input', 'other/x.csv', csv);
     const run = (request: object) => plan({ request: request as never, runId: 'r3', startedAt: 'x' }, deps);
-    await expect(run({ pipeline: 'access-logs', trigger: 'object', bucket: 'sluice-input', key: 'other/x.csv' })).rejects.toThrow(RequestError);
-    await expect(run({ pipeline: 'access-logs', trigger: 'object', bucket: 'elsewhere', key: 'access-logs/x.csv' })).rejects.toThrow(RequestError);
+    await expect(
+      run({ pipeline: 'access-logs', trigger: 'object', bucket: 'sluice-input', key: 'other/x.csv' }),
+    ).rejects.toThrow(RequestError);
+    await expect(
+      run({ pipeline: 'access-logs', trigger: 'object', bucket: 'elsewhere', key: 'access-logs/x.csv' }),
+    ).rejects.toThrow(RequestError);
     await expect(run({ pipeline: 'nope', trigger: 'schedule' })).rejects.toThrow('unknown pipeline "nope"');
-    await expect(run({ pipeline: 'access-logs', trigger: 'object', bucket: 'sluice-input', key: 'access-logs/gone.csv' })).rejects.toThrow(InputError);
+    await expect(
+      run({ pipeline: 'access-logs', trigger: 'object', bucket: 'sluice-input', key: 'access-logs/gone.csv' }),
+    ).rejects.toThrow(InputError);
   });
 
   it('skips objects whose version is already loaded on a scheduled run', async () => {
@@ -78,8 +106,15 @@ describe('plan', () => {
     store.put('sluice-input', 'access-logs/a.csv', csv);
     store.put('sluice-input', 'access-logs/b.csv', csv.replace('u1', 'u9'));
     const a = await store.head('sluice-input', 'access-logs/a.csv');
-    await store.putJson('sluice-working', layout.ledger('access-logs', 'access-logs/a.csv'), { key: a?.key, version: a?.version, runId: 'old' });
-    const state = await plan({ request: { pipeline: 'access-logs', trigger: 'schedule' }, runId: 'r4', startedAt: 'x' }, deps);
+    await store.putJson('sluice-working', layout.ledger('access-logs', 'access-logs/a.csv'), {
+      key: a?.key,
+      version: a?.version,
+      runId: 'old',
+    });
+    const state = await plan(
+      { request: { pipeline: 'access-logs', trigger: 'schedule' }, runId: 'r4', startedAt: 'x' },
+      deps,
+    );
     expect(state.inputs).toBe(1);
     const manifest = await store.getJson<Chunk[]>('sluice-working', state.manifest.key);
     expect(new Set(manifest?.flatMap((c) => c.parts.map((p) => p.key)))).toEqual(new Set(['access-logs/b.csv']));

@@ -5,7 +5,9 @@ import { accessLogs } from '../support/fixtures.ts';
 describe('warehouse SQL', () => {
   it('creates the main table as Iceberg, partitioned by day, with Athena DDL', () => {
     const [main] = setupStatements(accessLogs, { warehouseBucket: 'wh', workingBucket: 'wk' });
-    expect(main).toMatch(/^CREATE TABLE IF NOT EXISTS access_logs \(event_time timestamp, .*status int, .*source_offset bigint\)/);
+    expect(main).toMatch(
+      /^CREATE TABLE IF NOT EXISTS access_logs \(event_time timestamp, .*status int, .*source_offset bigint\)/,
+    );
     expect(main).toContain('PARTITIONED BY (day(event_time))');
     expect(main).toContain("'table_type'='ICEBERG'");
     expect(main).not.toContain('EXTERNAL');

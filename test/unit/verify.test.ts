@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { RunState } from '../../functions/contracts.ts';
+import type { Chunk, RunState } from '../../functions/contracts.ts';
 import { plan } from '../../functions/planning/planner.ts';
 import { verify } from '../../functions/run/verify.ts';
 import { layout } from '../../functions/storage/layout.ts';
 import { processChunk } from '../../functions/worker/worker.ts';
-import type { Chunk } from '../../functions/contracts.ts';
 import { accessLogs, HEADER, logRow, pipelines, testConfig } from '../support/fixtures.ts';
 import { MemoryStore } from '../support/memory-store.ts';
 import { readParquet } from '../support/parquet.ts';
@@ -17,13 +16,19 @@ async function planAndWork(text: string, chunkSize: number, trigger: 'object' | 
     trigger === 'object'
       ? ({ pipeline: 'access-logs', trigger, bucket: config.inputBucket, key: 'access-logs/f.csv' } as const)
       : ({ pipeline: 'access-logs', trigger } as const);
-  const state = await plan({ request, runId: 'run-9', startedAt: '2024-03-05T00:00:00Z' }, { store, config, pipelines });
+  const state = await plan(
+    { request, runId: 'run-9', startedAt: '2024-03-05T00:00:00Z' },
+    { store, config, pipelines },
+  );
   const chunks = (await store.getJson<Chunk[]>(config.workingBucket, state.manifest.key)) ?? [];
   return { store, config, state, chunks };
 }
 
 describe('verify', () => {
-  const lines = [HEADER, ...Array.from({ length: 200 }, (_, i) => (i % 50 === 7 ? logRow(i, { status: 'x' }) : logRow(i)))];
+  const lines = [
+    HEADER,
+    ...Array.from({ length: 200 }, (_, i) => (i % 50 === 7 ? logRow(i, { status: 'x' }) : logRow(i))),
+  ];
   const text = lines.join('\n');
 
   it('numbers rejected lines within the file across chunks and returns the load and derive SQL', async () => {
@@ -32,7 +37,10 @@ describe('verify', () => {
     const result = await verify(state, { store, config, pipelines, today: () => '2024-03-05' });
     expect(result.summary).toMatchObject({ chunks: chunks.length, rowsRead: 200, rowsLoaded: 196, rowsRejected: 4 });
     expect(result.summary.days).toEqual(['2024-03-01', '2024-03-02', '2024-03-03']);
-    const rejects = await readParquet(store.body(config.workingBucket, layout.rejects('access-logs', 'run-9')), config.tmpDir);
+    const rejects = await readParquet(
+      store.body(config.workingBucket, layout.rejects('access-logs', 'run-9')),
+      config.tmpDir,
+    );
     // Data row i is on line i + 2 (line 1 is the header).
     expect(rejects.map((r) => Number(r.line_number))).toEqual([9, 59, 109, 159]);
     expect(rejects.map((r) => r.raw_line)).toEqual([lines[8], lines[58], lines[108], lines[158]]);
@@ -53,7 +61,10 @@ describe('verify', () => {
   it('rebuilds yesterday on a scheduled run even when nothing new arrived', async () => {
     const { store, config } = await planAndWork(text, 2000);
     const state: RunState = {
-      ...(await plan({ request: { pipeline: 'access-logs', trigger: 'schedule' }, runId: 'run-10', startedAt: 'x' }, { store, config, pipelines })),
+      ...(await plan(
+        { request: { pipeline: 'access-logs', trigger: 'schedule' }, runId: 'run-10', startedAt: 'x' },
+        { store, config, pipelines },
+      )),
       chunks: 0,
     };
     await store.putJson(config.workingBucket, state.manifest.key, []);

@@ -19,8 +19,10 @@ async function runAll(text: string | Buffer, key: string, chunkSize: number) {
   const staged = [];
   const rejects = [];
   for (const r of results) {
-    if (r.stagingKey) staged.push(...(await readParquet(store.body(config.workingBucket, r.stagingKey), config.tmpDir)));
-    if (r.rejectsKey) rejects.push(...(await readParquet(store.body(config.workingBucket, r.rejectsKey), config.tmpDir)));
+    if (r.stagingKey)
+      staged.push(...(await readParquet(store.body(config.workingBucket, r.stagingKey), config.tmpDir)));
+    if (r.rejectsKey)
+      rejects.push(...(await readParquet(store.body(config.workingBucket, r.rejectsKey), config.tmpDir)));
   }
   return { results, staged, rejects, chunks };
 }
@@ -42,7 +44,11 @@ describe('processChunk', () => {
   it('converts event_time to UTC and keeps quoted commas', async () => {
     const text = `${HEADER}\n2024-03-01T10:00:00+09:00,u1,s1,GET,/a,200,5,1.5,"Mozilla, 5.0",KR\n`;
     const { staged } = await runAll(text, 'access-logs/tz.csv', 1 << 20);
-    expect(staged[0]).toMatchObject({ event_time: '2024-03-01 01:00:00', user_agent: 'Mozilla, 5.0', source_offset: String(HEADER.length + 1) });
+    expect(staged[0]).toMatchObject({
+      event_time: '2024-03-01 01:00:00',
+      user_agent: 'Mozilla, 5.0',
+      source_offset: String(HEADER.length + 1),
+    });
   });
 
   it('rejects malformed rows with their line number and reason, and loses none', async () => {
@@ -74,6 +80,8 @@ describe('processChunk', () => {
   });
 
   it('fails a chunk whose file has the wrong header', async () => {
-    await expect(runAll('a,b,c\n1,2,3\n', 'access-logs/wrong.csv', 1 << 20)).rejects.toThrow(/line 1 should be the header/);
+    await expect(runAll('a,b,c\n1,2,3\n', 'access-logs/wrong.csv', 1 << 20)).rejects.toThrow(
+      /line 1 should be the header/,
+    );
   });
 });
