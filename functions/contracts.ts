@@ -20,6 +20,8 @@ export interface PlanEvent {
   readonly startedAt: string;
 }
 
+export type Compression = 'none' | 'gzip' | 'zstd';
+
 /** One byte range of one input object. `end` is exclusive; lines are owned by the chunk holding their first byte. */
 export interface ChunkPart {
   readonly key: string;
@@ -28,7 +30,9 @@ export interface ChunkPart {
   readonly size: number;
   readonly start: number;
   readonly end: number;
-  readonly compression: 'none' | 'gzip';
+  readonly compression: Compression;
+  /** The object's header, for csv/tsv with a header: lets chunks that start mid-file map columns by name. */
+  readonly columns?: readonly string[];
 }
 
 /** One item of the manifest: the input of one worker invocation. */

@@ -5,23 +5,40 @@ import { z } from 'zod';
 import { DefinitionError } from '../errors.ts';
 import { parseByteSize } from './size.ts';
 
-/** Input column types, as the worker parses them. `timestamptz` needs a zone or `Z` and is normalised to UTC. */
+/**
+ * Input column types, as the worker parses them. `timestamptz` needs a zone or `Z` and is
+ * normalised to UTC; `decimal` needs `precision` and `scale`; `json` keeps a JSON value as text.
+ */
 export const INPUT_TYPES = [
   'string',
   'integer',
   'bigint',
   'double',
+  'decimal',
   'boolean',
   'date',
   'timestamp',
   'timestamptz',
+  'json',
 ] as const;
 /** Warehouse column types (Athena/Iceberg names; DuckDB accepts the same names). */
-export const TABLE_TYPES = ['string', 'integer', 'bigint', 'double', 'boolean', 'date', 'timestamp'] as const;
+export const TABLE_TYPES = ['string', 'integer', 'bigint', 'double', 'decimal', 'boolean', 'date', 'timestamp'] as const;
 
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier (a-z, 0-9, _)');
 const column = <T extends readonly [string, ...string[]]>(types: T) =>
-  z.strictObject({ name: identifier, type: z.enum(types) });
+  z
+    .strictObject({
+      name: identifier,
+      type: z.enum(types),
+      precision: z.number().int().min(1).max(38).optional(),
+      scale: z.number().int().min(0).max(38).optional(),
+    })
+    .refine((c) => (c.type === 'decimal') === (c.precision !== undefined && c.scale !== undefined), {
+      message: 'precision and scale are required for decimal columns, and only for them',
+    })
+    .refine((c) => c.scale === undefined || c.precision === undefined || c.scale <= c.precision, {
+      message: 'scale must not exceed precision',
+    });
 const uniqueNames = (columns: { name: string }[]) => new Set(columns.map((c) => c.name)).size === columns.length;
 
 const byteSize = z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -42,15 +59,33 @@ const timezone = z.string().refine((tz) => {
 const schema = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9-]{1,38}[a-z0-9]$/, 'must be 3-40 characters of a-z, 0-9 and -'),
   description: z.string().optional(),
-  input: z.strictObject({
-    prefix: z.string().regex(/^[A-Za-z0-9!_.*'()-]+(\/[A-Za-z0-9!_.*'()-]+)*\/$/, 'must be a key prefix ending in /'),
-    suffixes: z.array(z.string().regex(/^\.[A-Za-z0-9.]+$/, 'must start with a dot')).min(1),
-    format: z.literal('csv'),
-    header: z.boolean().default(true),
-    delimiter: z.string().length(1).default(','),
-    quote: z.string().length(1).default('"'),
-    splittable: z.boolean().default(true),
-  }),
+  input: z
+    .strictObject({
+      prefix: z.string().regex(/^[A-Za-z0-9!_.*'()-]+(\/[A-Za-z0-9!_.*'()-]+)*\/$/, 'must be a key prefix ending in /'),
+      suffixes: z.array(z.string().regex(/^\.[A-Za-z0-9.]+$/, 'must start with a dot')).min(1),
+      /** csv (RFC 4180), tsv (no quoting unless `quote` is set) or jsonl (one JSON object per line). */
+      format: z.enum(['csv', 'tsv', 'jsonl']).default('csv'),
+      /** csv/tsv: the first line names the columns. */
+      header: z.boolean().default(true),
+      delimiter: z.string().length(1).optional(),
+      quote: z.string().max(1).optional(),
+      escape: z.string().max(1).optional(),
+      /** Field values read as NULL. */
+      nullStrings: z.array(z.string()).default(['']),
+      /** false when quoted fields may contain newlines: each object is then one chunk. */
+      splittable: z.boolean().default(true),
+      /** A header with columns the schema does not have: an error, or ignored. */
+      extraColumns: z.enum(['error', 'ignore']).default('error'),
+      /** Longest line accepted; a longer one fails the run with an error naming the file and byte. */
+      maxLineBytes: byteSize.default(1024 * 1024),
+      /** Decompressed bytes per compressed byte above which a file is refused (a gzip bomb). */
+      maxDecompressionRatio: z.number().positive().default(100),
+    })
+    .transform((input) => {
+      const tsv = input.format === 'tsv';
+      const quote = input.quote ?? (tsv ? '' : '"');
+      return { ...input, delimiter: input.delimiter ?? (tsv ? '\t' : ','), quote, escape: input.escape ?? quote };
+    }),
   schema: z.array(column(INPUT_TYPES)).min(1).refine(uniqueNames, 'column names must be unique'),
   transform: z.string().min(1).default('SELECT * FROM input'),
   table: z.strictObject({
@@ -81,6 +116,14 @@ const schema = z.strictObject({
       toleratedFailurePercentage: z.number().min(0).max(100).default(0),
     })
     .prefault({}),
+  rejects: z
+    .strictObject({
+      /** Share of a run's rows that may be rejected; above it the run fails before loading anything. */
+      maxShare: z.number().min(0).max(1).default(0.5),
+      /** Rejected raw lines are kept up to this many characters. */
+      maxRawLineChars: z.number().int().min(0).default(4096),
+    })
+    .prefault({}),
 });
 
 export type Pipeline = z.output<typeof schema> & { readonly file: string };
@@ -89,6 +132,8 @@ export type TableType = (typeof TABLE_TYPES)[number];
 export interface Column<T extends string = string> {
   readonly name: string;
   readonly type: T;
+  readonly precision?: number;
+  readonly scale?: number;
 }
 
 /** Lineage columns Sluice adds to every loaded row: a stable identity for the MERGE. */

@@ -31,8 +31,12 @@ export function literal(value: string): string {
 }
 
 /** Athena DDL spells integer `int` (DML says `integer`); DuckDB accepts both. */
-const ddlType = (type: string) => (type === 'integer' ? 'int' : type);
-const columnList = (columns: readonly Column[]) => columns.map((c) => `${c.name} ${ddlType(c.type)}`).join(', ');
+function ddlType(c: Column): string {
+  if (c.type === 'integer') return 'int';
+  if (c.type === 'decimal') return `decimal(${c.precision}, ${c.scale})`;
+  return c.type;
+}
+const columnList = (columns: readonly Column[]) => columns.map((c) => `${c.name} ${ddlType(c)}`).join(', ');
 const names = (columns: readonly Column[]) => columns.map((c) => c.name).join(', ');
 const prefixed = (alias: string, columns: readonly Column[]) => columns.map((c) => `${alias}.${c.name}`).join(', ');
 

@@ -3,7 +3,6 @@
  * the pipeline's format, splits them into chunks, and writes the manifest that the
  * Distributed Map reads. It returns a small summary: the chunk list stays in S3.
  */
-import { createGunzip } from 'node:zlib';
 import type { Config } from '../config.ts';
 import type { Chunk, ChunkPart, PlanEvent, RunRecord, RunRequest, RunState } from '../contracts.ts';
 import { InputError, RequestError } from '../errors.ts';
@@ -11,6 +10,7 @@ import { matchesInput, type Pipeline } from '../pipeline/definition.ts';
 import { setupHash, setupStatements } from '../pipeline/sql.ts';
 import { assertRunId, layout } from '../storage/layout.ts';
 import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
+import { checkMagic, compressionOf, decompress } from '../worker/compression.ts';
 import { checkHeader } from '../worker/header.ts';
 
 export interface PlannerDeps {
@@ -107,63 +107,77 @@ async function notYetLoaded(objects: ObjectInfo[], p: Pipeline, deps: PlannerDep
   return fresh;
 }
 
-const isGzip = (key: string) => key.endsWith('.gz');
-
-/** Reads the first line of an object (decompressing gzip) and checks it is the pipeline's header. */
-async function checkObjectHeader(o: ObjectInfo, p: Pipeline, deps: PlannerDeps): Promise<void> {
-  if (!p.input.header || o.size === 0) return;
-  const where = `s3://${deps.config.inputBucket}/${o.key}`;
+/** Reads the first line of an object (decompressed), or less when the object has no newline early on. */
+async function firstLine(o: ObjectInfo, p: Pipeline, deps: PlannerDeps, where: string): Promise<Buffer> {
+  const compression = compressionOf(o.key);
   let head: Buffer;
-  if (isGzip(o.key)) {
+  if (compression === 'none') {
+    head = await deps.store.getBytes(deps.config.inputBucket, o.key, 0, Math.min(o.size, HEADER_PROBE_BYTES));
+  } else {
     const chunks: Buffer[] = [];
     let total = 0;
-    const gunzip = (await deps.store.getStream(deps.config.inputBucket, o.key)).pipe(createGunzip());
-    try {
-      for await (const b of gunzip as AsyncIterable<Buffer>) {
-        chunks.push(b);
-        total += b.length;
-        if (b.includes(0x0a) || total >= HEADER_PROBE_BYTES) break;
-      }
-    } catch (error) {
-      throw new InputError(`${where} is not a valid gzip file: ${(error as Error).message}`);
-    } finally {
-      gunzip.destroy();
+    const source = (await deps.store.getStream(deps.config.inputBucket, o.key)) as AsyncIterable<Buffer>;
+    for await (const b of decompress(source, compression, p.input.maxDecompressionRatio, where)) {
+      chunks.push(b);
+      total += b.length;
+      if (b.includes(0x0a) || total >= HEADER_PROBE_BYTES) break;
     }
     head = Buffer.concat(chunks);
-  } else {
-    head = await deps.store.getBytes(deps.config.inputBucket, o.key, 0, Math.min(o.size, HEADER_PROBE_BYTES));
   }
   const nl = head.indexOf(0x0a);
-  let line = head.subarray(0, nl < 0 ? head.length : nl);
-  if (line.at(-1) === 0x0d) line = line.subarray(0, -1);
-  checkHeader(p, line, where);
+  const line = head.subarray(0, nl < 0 ? head.length : nl);
+  return line.at(-1) === 0x0d ? line.subarray(0, -1) : line;
 }
+
+/**
+ * Checks an object before any worker starts: a compressed one must really be
+ * compressed, and a file with a header must have the pipeline's columns. Returns
+ * the header's columns (undefined when the format has no header).
+ */
+async function inspect(o: ObjectInfo, p: Pipeline, deps: PlannerDeps): Promise<readonly string[] | undefined> {
+  if (o.size === 0) return undefined;
+  const where = `s3://${deps.config.inputBucket}/${o.key}`;
+  const compression = compressionOf(o.key);
+  if (compression !== 'none') {
+    checkMagic(compression, await deps.store.getBytes(deps.config.inputBucket, o.key, 0, Math.min(o.size, 8)), where);
+  }
+  if (!p.input.header || p.input.format === 'jsonl') return undefined;
+  const line = await firstLine(o, p, deps, where);
+  return line.length > 0 ? checkHeader(p, line, where) : undefined;
+}
+
+/** An object to split, with its header's columns. */
+export type PlannedObject = ObjectInfo & { readonly columns?: readonly string[] };
 
 /**
  * Splits objects into chunks: splittable objects into line-aligned byte ranges of
  * `chunkSize`, compressed or non-splittable ones whole, and small ones bin-packed
- * together up to `chunkSize`. Empty objects produce no chunk.
+ * together up to `chunkSize` (only objects with the same header share a chunk).
+ * Empty objects produce no chunk.
  */
 export function splitIntoChunks(
-  objects: readonly ObjectInfo[],
+  objects: readonly PlannedObject[],
   p: Pipeline,
   chunkSize: number,
   runId: string,
 ): Chunk[] {
   const groups: ChunkPart[][] = [];
-  let bin: ChunkPart[] = [];
-  let binBytes = 0;
-  const flushBin = () => {
-    if (bin.length > 0) groups.push(bin);
-    bin = [];
-    binBytes = 0;
-  };
+  const bins = new Map<string, { parts: ChunkPart[]; bytes: number }>();
   for (const o of objects) {
     if (o.size === 0) continue;
-    const compression = isGzip(o.key) ? 'gzip' : 'none';
-    const whole: ChunkPart = { key: o.key, version: o.version, size: o.size, start: 0, end: o.size, compression };
-    if (compression === 'gzip' || !p.input.splittable || o.size > chunkSize) {
-      if (compression === 'none' && p.input.splittable) {
+    const compression = compressionOf(o.key);
+    const whole: ChunkPart = {
+      key: o.key,
+      version: o.version,
+      size: o.size,
+      start: 0,
+      end: o.size,
+      compression,
+      ...(o.columns ? { columns: o.columns } : {}),
+    };
+    const splittable = compression === 'none' && p.input.splittable;
+    if (o.size > chunkSize || !splittable) {
+      if (splittable) {
         for (let start = 0; start < o.size; start += chunkSize) {
           groups.push([{ ...whole, start, end: Math.min(o.size, start + chunkSize) }]);
         }
@@ -172,11 +186,18 @@ export function splitIntoChunks(
       }
       continue;
     }
-    if (binBytes + o.size > chunkSize) flushBin();
-    bin.push(whole);
-    binBytes += o.size;
+    const signature = o.columns?.join('\n') ?? '';
+    let bin = bins.get(signature);
+    if (bin && bin.bytes + o.size > chunkSize) {
+      groups.push(bin.parts);
+      bin = undefined;
+    }
+    bin ??= { parts: [], bytes: 0 };
+    bin.parts.push(whole);
+    bin.bytes += o.size;
+    bins.set(signature, bin);
   }
-  flushBin();
+  for (const bin of bins.values()) groups.push(bin.parts);
   return groups.map((parts, index) => ({ runId, pipeline: p.name, index, parts }));
 }
 
@@ -187,9 +208,13 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
   const { store, config } = deps;
   const candidates = await resolveInputs(request, p, deps);
   const inputs = await notYetLoaded(candidates, p, deps);
-  for (const o of inputs) await checkObjectHeader(o, p, deps);
+  const planned: PlannedObject[] = [];
+  for (const o of inputs) {
+    const columns = await inspect(o, p, deps);
+    planned.push(columns ? { ...o, columns } : o);
+  }
   const chunkSize = config.chunkSizeOverride ?? p.processing.chunkSize;
-  const chunks = splitIntoChunks(inputs, p, chunkSize, runId);
+  const chunks = splitIntoChunks(planned, p, chunkSize, runId);
   const manifest = { bucket: config.workingBucket, key: layout.manifest(p.name, runId) };
   await store.putJson(manifest.bucket, manifest.key, chunks);
   await store.putJson(

@@ -64,6 +64,14 @@ export async function verify(run: RunState, deps: VerifyDeps): Promise<VerifyRes
   const ok = [...results.values()];
   const days = [...new Set(ok.flatMap((r) => r.days))].sort();
   const rowsRejected = ok.reduce((s, r) => s + r.rowsRejected, 0);
+  const rowsRead = ok.reduce((s, r) => s + r.rowsRead, 0);
+  if (rowsRead > 0 && rowsRejected / rowsRead > p.rejects.maxShare) {
+    throw new VerifyError(
+      `run ${run.runId}: ${rowsRejected} of ${rowsRead} rows (${((100 * rowsRejected) / rowsRead).toFixed(1)}%) were rejected, ` +
+        `more than rejects.maxShare (${100 * p.rejects.maxShare}%) of pipeline ${p.name}; nothing was loaded. ` +
+        `Is the input of the right kind? The chunk rejects are under s3://${config.workingBucket}/${layout.runFolder(p.name, run.runId)}rejects/`,
+    );
+  }
   if (rowsRejected > 0) await numberRejects(run, p, ok, deps);
   const deriveDays = run.trigger === 'schedule' ? [...new Set([...days, previousDay(deps.today())])].sort() : days;
   return {
@@ -73,7 +81,7 @@ export async function verify(run: RunState, deps: VerifyDeps): Promise<VerifyRes
       chunks: chunks.length,
       chunksFailed: missing.length,
       inputs: run.inputs,
-      rowsRead: ok.reduce((s, r) => s + r.rowsRead, 0),
+      rowsRead,
       rowsLoaded: ok.reduce((s, r) => s + r.rowsStaged, 0),
       rowsRejected,
       days,

@@ -7,24 +7,19 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Config } from '../config.ts';
 import type { Chunk, ChunkPart, ChunkResult, PartResult } from '../contracts.ts';
-import { InputError, VerifyError } from '../errors.ts';
-import { type InputType, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
+import { VerifyError } from '../errors.ts';
+import { type Column, type InputType, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
 import { literal } from '../pipeline/sql.ts';
-import { layout } from '../storage/layout.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
+import { layout } from '../storage/layout.ts';
+import { decompress } from './compression.ts';
 import { withConnection } from './duckdb.ts';
 import { checkHeader } from './header.ts';
 import { LineSplitter, stripBom } from './lines.ts';
 
-/** Longest line accepted; longer ones stop the chunk with an InputError. */
-export const MAX_LINE_BYTES = 1024 * 1024;
-/** Rejected raw lines are kept up to this many characters. */
-export const MAX_RAW_LINE_CHARS = 4096;
 /** How far past a range's end the first GET reads, to finish the last line without a second request. */
 const OVERHANG = 64 * 1024;
 
@@ -39,25 +34,52 @@ const DUCK_TYPES: Record<InputType, string> = {
   integer: 'INTEGER',
   bigint: 'BIGINT',
   double: 'DOUBLE',
+  decimal: 'DECIMAL',
   boolean: 'BOOLEAN',
   date: 'DATE',
   timestamp: 'TIMESTAMP',
   timestamptz: 'TIMESTAMPTZ',
+  json: 'JSON',
 };
 
+export function duckType(col: Column): string {
+  return col.type === 'decimal' ? `DECIMAL(${col.precision}, ${col.scale})` : DUCK_TYPES[col.type as InputType];
+}
+
+interface Check {
+  readonly expected: string;
+  /** A regular expression the trimmed text must match, before the cast is tried. */
+  readonly pattern?: string;
+}
+
 /**
- * Types DuckDB's CSV reader accepts too loosely: read as text, then checked. It would
- * round `12.5` into an integer, and read a timestamp without a zone as UTC.
+ * Columns read as text and checked by Sluice, where DuckDB's reader is too lenient: it
+ * rounds `12.5` into an integer and reads a timestamp without a zone as UTC. In JSON
+ * Lines every typed value is checked this way.
  */
-const CHECKED: Partial<Record<InputType, { pattern: string; expected: string }>> = {
-  integer: { pattern: '^[+-]?[0-9]+$', expected: 'an integer' },
-  bigint: { pattern: '^[+-]?[0-9]+$', expected: 'an integer' },
-  timestamptz: {
-    pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$',
-    expected: 'an ISO-8601 timestamp with a zone or Z',
-  },
-};
-const readAs = (type: InputType) => (CHECKED[type] ? 'VARCHAR' : DUCK_TYPES[type]);
+function checkOf(col: Column, format: Pipeline['input']['format']): Check | undefined {
+  switch (col.type) {
+    case 'integer':
+    case 'bigint':
+      return { pattern: '^[+-]?[0-9]+$', expected: 'an integer' };
+    case 'decimal': {
+      const whole = (col.precision ?? 18) - (col.scale ?? 0);
+      return {
+        pattern: `^[+-]?[0-9]{0,${whole}}(\\.[0-9]{0,${col.scale}})?$`,
+        expected: `a decimal with at most ${whole} digits before the point and ${col.scale} after`,
+      };
+    }
+    case 'timestamptz':
+      return {
+        pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$',
+        expected: 'an ISO-8601 timestamp with a zone or Z',
+      };
+    case 'json':
+      return { expected: 'JSON' };
+    default:
+      return format === 'jsonl' && col.type !== 'string' ? { expected: `a ${col.type}` } : undefined;
+  }
+}
 
 interface Spool {
   readonly file: string;
@@ -93,78 +115,83 @@ export async function processChunk(chunk: Chunk, deps: WorkerDeps): Promise<Chun
 }
 
 /** Streams the bytes of one part: the whole object (decompressed), or its range plus the overhang. */
-async function* partBytes(
-  store: ObjectStore,
-  bucket: string,
-  part: ChunkPart,
-  readFrom: number,
-): AsyncGenerator<Buffer> {
-  if (part.compression === 'gzip') {
-    const gunzip = (await store.getStream(bucket, part.key)).pipe(createGunzip());
-    try {
-      for await (const b of gunzip as AsyncIterable<Buffer>) yield b;
-    } catch (error) {
-      throw new InputError(`s3://${bucket}/${part.key} is not a valid gzip file: ${(error as Error).message}`);
-    }
+async function* partBytes(store: ObjectStore, p: Pipeline, bucket: string, part: ChunkPart): AsyncGenerator<Buffer> {
+  if (part.compression !== 'none') {
+    const source = (await store.getStream(bucket, part.key)) as AsyncIterable<Buffer>;
+    yield* decompress(source, part.compression, p.input.maxDecompressionRatio, `s3://${bucket}/${part.key}`);
     return;
   }
-  let from = readFrom;
+  let from = part.start > 0 ? part.start - 1 : 0;
   let to = Math.min(part.size, part.end + OVERHANG);
   while (from < part.size) {
-    const stream: Readable = await store.getStream(bucket, part.key, from, to);
-    for await (const b of stream as AsyncIterable<Buffer>) yield b;
+    for await (const b of (await store.getStream(bucket, part.key, from, to)) as AsyncIterable<Buffer>) yield b;
     from = to;
     to = Math.min(part.size, to + 4 * OVERHANG);
   }
 }
 
-/** Writes `part,offset,line number,<line>` for every data line of the chunk to a local file, for DuckDB to parse. */
+/** The separator of the spool file: the input's delimiter, or a comma for JSON Lines (one quoted field). */
+const spoolDelimiter = (p: Pipeline) => (p.input.format === 'jsonl' ? ',' : p.input.delimiter);
+
+/** Doubles the quotes of a JSON line so that the spool file carries it as one CSV field. */
+function quoteField(line: Buffer): Buffer {
+  if (!line.includes(0x22)) return Buffer.concat([Buffer.from('"'), line, Buffer.from('"')]);
+  return Buffer.from(`"${line.toString('utf8').replaceAll('"', '""')}"`);
+}
+
+/**
+ * Writes `part<d>offset<d>line number<d><line>` for every data line of the chunk to a
+ * local file for DuckDB to parse; the prefix carries each row's lineage through
+ * DuckDB's reader and its rejects.
+ */
 async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise<Spool> {
   const { pipeline, config, store } = deps;
+  const d = spoolDelimiter(pipeline);
+  const jsonl = pipeline.input.format === 'jsonl';
   const fd = openSync(file, 'w');
   const out = Buffer.allocUnsafe(8 * 1024 * 1024);
   let used = 0;
   const write = (text: string, bytes: Buffer) => {
-    const need = text.length + bytes.length + 1;
+    const need = text.length * 3 + bytes.length + 1;
     if (used + need > out.length) {
       writeSync(fd, out, 0, used);
       used = 0;
       if (need > out.length) {
-        writeSync(fd, Buffer.concat([Buffer.from(text, 'latin1'), bytes, Buffer.from('\n')]));
+        writeSync(fd, Buffer.concat([Buffer.from(text, 'utf8'), bytes, Buffer.from('\n')]));
         return;
       }
     }
-    used += out.write(text, used, 'latin1');
+    used += out.write(text, used, 'utf8');
     used += bytes.copy(out, used);
     out[used++] = 0x0a;
   };
   const spool: Spool = { file, rowsRead: 0, parts: [] };
+  const hasHeader = pipeline.input.header && !jsonl;
   try {
     for (const [index, part] of chunk.parts.entries()) {
       const where = `s3://${config.inputBucket}/${part.key}`;
       let lines = 0;
-      const prefix = `${index},`;
       const splitter = new LineSplitter({
         readFrom: part.start > 0 ? part.start - 1 : 0,
         start: part.start,
-        end: part.compression === 'gzip' ? Number.POSITIVE_INFINITY : part.end,
-        maxLineBytes: MAX_LINE_BYTES,
+        end: part.compression === 'none' ? part.end : Number.POSITIVE_INFINITY,
+        maxLineBytes: pipeline.input.maxLineBytes,
         where,
         onLine: (offset, line) => {
           lines++;
           if (offset === 0) {
             line = stripBom(line);
-            if (pipeline.input.header) {
+            if (hasHeader) {
               checkHeader(pipeline, line, where);
               return;
             }
           }
           if (line.length === 0) return;
           spool.rowsRead++;
-          write(`${prefix}${offset},${lines},`, line);
+          write(`${index}${d}${offset}${d}${lines}${d}`, jsonl ? quoteField(line) : line);
         },
       });
-      for await (const bytes of partBytes(store, config.inputBucket, part, part.start > 0 ? part.start - 1 : 0)) {
+      for await (const bytes of partBytes(store, pipeline, config.inputBucket, part)) {
         if (!splitter.push(bytes)) break;
       }
       splitter.finish();
@@ -182,6 +209,45 @@ async function count(c: DuckDBConnection, sql: string): Promise<number> {
   return Number(reader.getRows()[0]?.[0] ?? 0);
 }
 
+/** The columns of the chunk's lines, in file order: the header (from the planner), or the schema's. */
+function fileColumns(chunk: Chunk, p: Pipeline): readonly string[] {
+  return chunk.parts[0]?.columns ?? p.schema.map((col) => col.name);
+}
+
+/** Reads the spool file into `parsed`: lineage, then one column per schema column (typed, or text to be checked). */
+async function readSpool(c: DuckDBConnection, chunk: Chunk, p: Pipeline, spool: Spool): Promise<void> {
+  const lineage = [`'__part': 'INTEGER'`, `'__offset': 'BIGINT'`, `'__line': 'BIGINT'`];
+  const bySchema = new Map(p.schema.map((col) => [col.name, col]));
+  const options = `header = false, auto_detect = false, strict_mode = true, null_padding = false,
+    max_line_size = ${p.input.maxLineBytes + 64}, store_rejects = true,
+    rejects_table = 'sluice_rejects', rejects_scan = 'sluice_reject_scans'`;
+  if (p.input.format === 'jsonl') {
+    await c.run(`CREATE OR REPLACE TEMP TABLE raw_docs AS SELECT * FROM read_csv(${literal(spool.file)},
+      columns = {${[...lineage, `'__doc': 'VARCHAR'`].join(', ')}}, delim = ',', quote = '"', escape = '"', ${options})`);
+    const fields = p.schema.map((col) => {
+      const path = literal(`$.${col.name}`);
+      return col.type === 'json'
+        ? `CAST(json_extract(__doc, ${path}) AS VARCHAR) AS ${col.name}`
+        : `json_extract_string(__doc, ${path}) AS ${col.name}`;
+    });
+    await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS
+      SELECT __part, __offset, __line, ${fields.join(', ')}, __doc FROM raw_docs
+      WHERE json_valid(__doc) AND json_type(CAST(__doc AS JSON)) = 'OBJECT'`);
+    return;
+  }
+  const columns = fileColumns(chunk, p).map((name, i) => {
+    const col = bySchema.get(name);
+    if (!col) return `${literal(`__extra_${i}`)}: 'VARCHAR'`;
+    return `${literal(name)}: ${literal(checkOf(col, p.input.format) ? 'VARCHAR' : duckType(col))}`;
+  });
+  const nulls = `[${p.input.nullStrings.map(literal).join(', ')}]`;
+  await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS
+    SELECT __part, __offset, __line, ${p.schema.map((col) => col.name).join(', ')}
+    FROM read_csv(${literal(spool.file)}, columns = {${[...lineage, ...columns].join(', ')}},
+      delim = ${literal(p.input.delimiter)}, quote = ${literal(p.input.quote)}, escape = ${literal(p.input.escape)},
+      nullstr = ${nulls}, ${options})`);
+}
+
 async function parseAndStage(
   c: DuckDBConnection,
   chunk: Chunk,
@@ -189,52 +255,54 @@ async function parseAndStage(
   spool: Spool,
   dir: string,
 ): Promise<{ rowsStaged: number; rowsRejected: number; days: string[] }> {
-  const columns = [
-    `'__part': 'INTEGER'`,
-    `'__offset': 'BIGINT'`,
-    `'__line': 'BIGINT'`,
-    ...p.schema.map((col) => `${literal(col.name)}: ${literal(readAs(col.type))}`),
-  ].join(', ');
   const partValues = chunk.parts
     .map((part, i) => `(${i}, ${literal(part.key)}, ${literal(part.version)}, ${part.start})`)
     .join(', ');
   await c.run(`CREATE OR REPLACE TEMP TABLE parts (part INTEGER, source_key VARCHAR, source_version VARCHAR, part_start BIGINT);
     INSERT INTO parts VALUES ${partValues};`);
-  // DuckDB parses and types every line; the ones it cannot read land in reject_errors with the reason.
-  await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS SELECT * FROM read_csv(${literal(spool.file)},
-    columns = {${columns}}, header = false, auto_detect = false,
-    delim = ${literal(p.input.delimiter)}, quote = ${literal(p.input.quote)}, escape = ${literal(p.input.quote)},
-    strict_mode = true, null_padding = false, max_line_size = ${MAX_LINE_BYTES + 64},
-    store_rejects = true, rejects_table = 'sluice_rejects', rejects_scan = 'sluice_reject_scans')`);
-  // Rejected lines: [part, line_offset, column, reason, raw line]. DuckDB's raw line still has our prefix.
+  // DuckDB parses and types every line; the ones it cannot read land in its rejects table with the reason.
+  await readSpool(c, chunk, p, spool);
+  const d = literal(spoolDelimiter(p));
+  const expected = p.input.format === 'jsonl' ? 1 : fileColumns(chunk, p).length;
   await c.run(`CREATE OR REPLACE TEMP TABLE rejected AS
-    SELECT CAST(split_part(csv_line, ',', 1) AS INTEGER) AS part,
-           CAST(split_part(csv_line, ',', 2) AS BIGINT) AS line_offset,
-           CAST(split_part(csv_line, ',', 3) AS BIGINT) AS local_line,
+    SELECT CAST(split_part(csv_line, ${d}, 1) AS INTEGER) AS part,
+           CAST(split_part(csv_line, ${d}, 2) AS BIGINT) AS line_offset,
+           CAST(split_part(csv_line, ${d}, 3) AS BIGINT) AS local_line,
            first(column_name ORDER BY column_idx) AS column_name,
            string_agg(DISTINCT CASE WHEN error_type IN ('MISSING COLUMNS', 'TOO MANY COLUMNS')
-                      THEN error_type || ': expected ${p.schema.length} columns'
+                      THEN error_type || ': expected ${expected} columns'
                       ELSE error_type || ': ' || error_message END, '; ') AS reason,
            first(csv_line) AS raw
     FROM sluice_rejects GROUP BY ALL`);
-  const checked = p.schema.filter((col) => CHECKED[col.type]);
-  for (const col of checked) {
-    const check = CHECKED[col.type] as { pattern: string; expected: string };
+  if (p.input.format === 'jsonl') {
+    await c.run(`INSERT INTO rejected
+      SELECT __part, __offset, __line, NULL, 'JSON: the line is not a JSON object', __doc FROM raw_docs
+      WHERE NOT (json_valid(__doc) AND json_type(CAST(__doc AS JSON)) = 'OBJECT')`);
+  }
+  const raw = p.input.format === 'jsonl' ? '__doc' : 'NULL';
+  const checked = p.schema.flatMap((col) => {
+    const check = checkOf(col, p.input.format);
+    return check ? [{ col, check }] : [];
+  });
+  for (const { col, check } of checked) {
+    const value = `trim(${col.name})`;
+    const invalid =
+      col.type === 'json'
+        ? `NOT json_valid(${col.name})`
+        : `${check.pattern ? `NOT regexp_matches(${value}, ${literal(check.pattern)}) OR ` : ''}try_cast(${value} AS ${duckType(col)}) IS NULL`;
     await c.run(`INSERT INTO rejected
       SELECT __part, __offset, __line, ${literal(col.name)},
-             'CAST: ' || ${literal(`${col.name} must be ${check.expected}, found `)} || ${col.name}, NULL
+             'CAST: ' || ${literal(`${col.name} must be ${check.expected}, found `)} || ${col.name}, ${raw}
       FROM parsed
-      WHERE ${col.name} IS NOT NULL
-        AND (NOT regexp_matches(trim(${col.name}), ${literal(check.pattern)})
-             OR try_cast(trim(${col.name}) AS ${DUCK_TYPES[col.type]}) IS NULL)
+      WHERE ${col.name} IS NOT NULL AND (${invalid})
         AND (__part, __offset) NOT IN (SELECT (part, line_offset) FROM rejected)`);
   }
   const lineage = `parts.source_key, parts.source_version, parsed.__offset AS source_offset`;
-  const casts = checked.map((col) => `CAST(trim(${col.name}) AS ${DUCK_TYPES[col.type]}) AS ${col.name}`).join(', ');
-  await c.run(`CREATE OR REPLACE TEMP VIEW input AS
-    SELECT parsed.* EXCLUDE (__part, __offset, __line) ${casts ? `REPLACE (${casts})` : ''}, ${lineage}
+  const casts = checked.map(({ col }) => `CAST(trim(${col.name}) AS ${duckType(col)}) AS ${col.name}`).join(', ');
+  const rows = `SELECT ${p.schema.map((col) => `parsed.${col.name}`).join(', ')}, ${lineage}
     FROM parsed JOIN parts ON parsed.__part = parts.part
-    ANTI JOIN rejected ON rejected.part = parsed.__part AND rejected.line_offset = parsed.__offset`);
+    ANTI JOIN rejected ON rejected.part = parsed.__part AND rejected.line_offset = parsed.__offset`;
+  await c.run(`CREATE OR REPLACE TEMP VIEW input AS ${casts ? `SELECT * REPLACE (${casts}) FROM (${rows})` : rows}`);
   await c.run(`CREATE OR REPLACE TEMP TABLE transformed AS ${p.transform}`);
   // Rows the transform dropped, or that have no day to be partitioned by, are rejected, not lost.
   await c.run(`INSERT INTO rejected
@@ -258,7 +326,7 @@ async function parseAndStage(
   if (rowsStaged > 0) {
     await c.run(`COPY (${staged}) TO ${literal(join(dir, 'staged.parquet'))} (FORMAT parquet, COMPRESSION zstd)`);
   }
-  if (rowsRejected > 0) await writeRejects(c, spool, dir);
+  if (rowsRejected > 0) await writeRejects(c, p, spool, dir);
   const days = await c.runAndReadAll(
     `SELECT DISTINCT strftime(CAST(${day} AS DATE), '%Y-%m-%d') FROM transformed WHERE ${day} IS NOT NULL ORDER BY 1`,
   );
@@ -266,19 +334,22 @@ async function parseAndStage(
 }
 
 /** Rejects with local line numbers; Verify turns them into line numbers in the file. */
-async function writeRejects(c: DuckDBConnection, spool: Spool, dir: string): Promise<void> {
+async function writeRejects(c: DuckDBConnection, p: Pipeline, spool: Spool, dir: string): Promise<void> {
+  const d = literal(spoolDelimiter(p));
   // Lines DuckDB parsed but Sluice rejected afterwards have no raw text yet: take it from the spool file.
   if ((await count(c, 'SELECT count(*) FROM rejected WHERE raw IS NULL')) > 0) {
     await c.run(`UPDATE rejected SET raw = src.line, local_line = src.local_line FROM (
-      SELECT CAST(split_part(line, ',', 1) AS INTEGER) AS part, CAST(split_part(line, ',', 2) AS BIGINT) AS line_offset,
-             CAST(split_part(line, ',', 3) AS BIGINT) AS local_line, line
+      SELECT CAST(split_part(line, ${d}, 1) AS INTEGER) AS part, CAST(split_part(line, ${d}, 2) AS BIGINT) AS line_offset,
+             CAST(split_part(line, ${d}, 3) AS BIGINT) AS local_line, line
       FROM (SELECT unnest(string_split(content, chr(10))) AS line FROM read_text(${literal(spool.file)})) WHERE line <> ''
     ) src WHERE rejected.raw IS NULL AND rejected.part = src.part AND rejected.line_offset = src.line_offset`);
   }
+  // Strip the spool prefix (part, offset, line number) to give back the line as it was in the file.
+  const unprefixed = `regexp_replace(r.raw, '^([0-9]+' || ${d} || '){3}', '')`;
   await c.run(`COPY (
     SELECT parts.source_key, parts.source_version, r.line_offset AS source_offset, parts.part_start,
            r.local_line, r.column_name, r.reason,
-           substr(regexp_replace(r.raw, '^[0-9]+,[0-9]+,[0-9]+,', ''), 1, ${MAX_RAW_LINE_CHARS}) AS raw_line
+           substr(${unprefixed}, 1, ${p.rejects.maxRawLineChars}) AS raw_line
     FROM (SELECT part, line_offset, max(local_line) AS local_line, first(column_name) AS column_name,
                  string_agg(reason, '; ') AS reason, first(raw) AS raw
           FROM rejected GROUP BY part, line_offset) r

@@ -1,0 +1,83 @@
+/**
+ * Compressed inputs: the codec comes from the key's suffix and is checked against the
+ * object's first bytes; decompression stops with an InputError when the output grows
+ * past `maxRatio` times the input read so far (a gzip bomb), before memory runs out.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
+import type { Compression } from '../contracts.ts';
+import { InputError } from '../errors.ts';
+
+const MAGIC: Record<Exclude<Compression, 'none'>, Buffer> = {
+  gzip: Buffer.from([0x1f, 0x8b]),
+  zstd: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]),
+};
+
+/** The codec a key's suffix declares. */
+export function compressionOf(key: string): Compression {
+  if (key.endsWith('.gz') || key.endsWith('.gzip')) return 'gzip';
+  if (key.endsWith('.zst') || key.endsWith('.zstd')) return 'zstd';
+  return 'none';
+}
+
+/** Fails when the first bytes of a compressed object are not its codec's magic number. */
+export function checkMagic(compression: Compression, head: Buffer, where: string): void {
+  if (compression === 'none') return;
+  const magic = MAGIC[compression];
+  if (!head.subarray(0, magic.length).equals(magic)) {
+    throw new InputError(`${where} is named as ${compression} but its content is not ${compression}-compressed`);
+  }
+}
+
+/** Slack before the ratio applies, so that tiny, highly compressible files are not refused. */
+const RATIO_SLACK_BYTES = 1024 * 1024;
+
+/** Decompresses `source`, checking the codec's magic number and the decompression ratio. */
+export async function* decompress(
+  source: AsyncIterable<Buffer>,
+  compression: Exclude<Compression, 'none'>,
+  maxRatio: number,
+  where: string,
+): AsyncGenerator<Buffer> {
+  let compressed = 0;
+  let decompressed = 0;
+  let checked = false;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done: TransformCallback) {
+      if (!checked) {
+        checkMagic(compression, chunk, where);
+        checked = true;
+      }
+      compressed += chunk.length;
+      done(null, chunk);
+    },
+  });
+  const codec = compression === 'gzip' ? createGunzip() : createZstdDecompress();
+  const input = (async () => {
+    try {
+      for await (const b of source) if (!counter.write(b)) await new Promise((r) => counter.once('drain', r));
+      counter.end();
+    } catch (error) {
+      counter.destroy(error as Error);
+    }
+  })();
+  const output = counter.pipe(codec);
+  try {
+    for await (const b of output as AsyncIterable<Buffer>) {
+      decompressed += b.length;
+      if (decompressed > maxRatio * compressed + RATIO_SLACK_BYTES) {
+        throw new InputError(
+          `${where} decompresses to more than ${maxRatio} times its size (input.maxDecompressionRatio); refusing it as a possible decompression bomb`,
+        );
+      }
+      yield b;
+    }
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    throw new InputError(`${where} is not a valid ${compression} file: ${(error as Error).message}`, { cause: error });
+  } finally {
+    codec.destroy();
+    counter.destroy();
+    await input.catch(() => {});
+  }
+}
