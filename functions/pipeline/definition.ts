@@ -22,7 +22,16 @@ export const INPUT_TYPES = [
   'json',
 ] as const;
 /** Warehouse column types (Athena/Iceberg names; DuckDB accepts the same names). */
-export const TABLE_TYPES = ['string', 'integer', 'bigint', 'double', 'decimal', 'boolean', 'date', 'timestamp'] as const;
+export const TABLE_TYPES = [
+  'string',
+  'integer',
+  'bigint',
+  'double',
+  'decimal',
+  'boolean',
+  'date',
+  'timestamp',
+] as const;
 
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier (a-z, 0-9, _)');
 const column = <T extends readonly [string, ...string[]]>(types: T) =>

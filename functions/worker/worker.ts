@@ -13,8 +13,8 @@ import type { Chunk, ChunkPart, ChunkResult, PartResult } from '../contracts.ts'
 import { VerifyError } from '../errors.ts';
 import { type Column, type InputType, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
 import { literal } from '../pipeline/sql.ts';
-import type { ObjectStore } from '../storage/object-store.ts';
 import { layout } from '../storage/layout.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
 import { decompress } from './compression.ts';
 import { withConnection } from './duckdb.ts';
 import { checkHeader } from './header.ts';
@@ -28,6 +28,12 @@ export interface WorkerDeps {
   readonly config: Config;
   readonly pipeline: Pipeline;
 }
+
+/** A quoted identifier: names are validated, but may be SQL keywords (`at`, `day`). */
+const q = (name: string) => `"${name}"`;
+
+/** Guards json_type: DuckDB evaluates it even where json_valid is false, and it throws on invalid JSON. */
+const IS_OBJECT = "CASE WHEN json_valid(__doc) THEN json_type(__doc) = 'OBJECT' ELSE false END";
 
 const DUCK_TYPES: Record<InputType, string> = {
   string: 'VARCHAR',
@@ -227,12 +233,12 @@ async function readSpool(c: DuckDBConnection, chunk: Chunk, p: Pipeline, spool: 
     const fields = p.schema.map((col) => {
       const path = literal(`$.${col.name}`);
       return col.type === 'json'
-        ? `CAST(json_extract(__doc, ${path}) AS VARCHAR) AS ${col.name}`
-        : `json_extract_string(__doc, ${path}) AS ${col.name}`;
+        ? `CAST(json_extract(__doc, ${path}) AS VARCHAR) AS ${q(col.name)}`
+        : `json_extract_string(__doc, ${path}) AS ${q(col.name)}`;
     });
     await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS
       SELECT __part, __offset, __line, ${fields.join(', ')}, __doc FROM raw_docs
-      WHERE json_valid(__doc) AND json_type(CAST(__doc AS JSON)) = 'OBJECT'`);
+      WHERE ${IS_OBJECT}`);
     return;
   }
   const columns = fileColumns(chunk, p).map((name, i) => {
@@ -242,7 +248,7 @@ async function readSpool(c: DuckDBConnection, chunk: Chunk, p: Pipeline, spool: 
   });
   const nulls = `[${p.input.nullStrings.map(literal).join(', ')}]`;
   await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS
-    SELECT __part, __offset, __line, ${p.schema.map((col) => col.name).join(', ')}
+    SELECT __part, __offset, __line, ${p.schema.map((col) => q(col.name)).join(', ')}
     FROM read_csv(${literal(spool.file)}, columns = {${[...lineage, ...columns].join(', ')}},
       delim = ${literal(p.input.delimiter)}, quote = ${literal(p.input.quote)}, escape = ${literal(p.input.escape)},
       nullstr = ${nulls}, ${options})`);
@@ -277,7 +283,7 @@ async function parseAndStage(
   if (p.input.format === 'jsonl') {
     await c.run(`INSERT INTO rejected
       SELECT __part, __offset, __line, NULL, 'JSON: the line is not a JSON object', __doc FROM raw_docs
-      WHERE NOT (json_valid(__doc) AND json_type(CAST(__doc AS JSON)) = 'OBJECT')`);
+      WHERE NOT (${IS_OBJECT})`);
   }
   const raw = p.input.format === 'jsonl' ? '__doc' : 'NULL';
   const checked = p.schema.flatMap((col) => {
@@ -285,21 +291,21 @@ async function parseAndStage(
     return check ? [{ col, check }] : [];
   });
   for (const { col, check } of checked) {
-    const value = `trim(${col.name})`;
+    const value = `trim(${q(col.name)})`;
     const invalid =
       col.type === 'json'
-        ? `NOT json_valid(${col.name})`
+        ? `NOT json_valid(${q(col.name)})`
         : `${check.pattern ? `NOT regexp_matches(${value}, ${literal(check.pattern)}) OR ` : ''}try_cast(${value} AS ${duckType(col)}) IS NULL`;
     await c.run(`INSERT INTO rejected
       SELECT __part, __offset, __line, ${literal(col.name)},
-             'CAST: ' || ${literal(`${col.name} must be ${check.expected}, found `)} || ${col.name}, ${raw}
+             'CAST: ' || ${literal(`${col.name} must be ${check.expected}, found `)} || ${q(col.name)}, ${raw}
       FROM parsed
-      WHERE ${col.name} IS NOT NULL AND (${invalid})
+      WHERE ${q(col.name)} IS NOT NULL AND (${invalid})
         AND (__part, __offset) NOT IN (SELECT (part, line_offset) FROM rejected)`);
   }
   const lineage = `parts.source_key, parts.source_version, parsed.__offset AS source_offset`;
-  const casts = checked.map(({ col }) => `CAST(trim(${col.name}) AS ${duckType(col)}) AS ${col.name}`).join(', ');
-  const rows = `SELECT ${p.schema.map((col) => `parsed.${col.name}`).join(', ')}, ${lineage}
+  const casts = checked.map(({ col }) => `CAST(trim(${q(col.name)}) AS ${duckType(col)}) AS ${q(col.name)}`).join(', ');
+  const rows = `SELECT ${p.schema.map((col) => `parsed.${q(col.name)}`).join(', ')}, ${lineage}
     FROM parsed JOIN parts ON parsed.__part = parts.part
     ANTI JOIN rejected ON rejected.part = parsed.__part AND rejected.line_offset = parsed.__offset`;
   await c.run(`CREATE OR REPLACE TEMP VIEW input AS ${casts ? `SELECT * REPLACE (${casts}) FROM (${rows})` : rows}`);
@@ -309,11 +315,12 @@ async function parseAndStage(
     SELECT parts.part, i.source_offset, NULL, NULL, 'TRANSFORM: the transform returned no row for this line', NULL
     FROM input i JOIN parts USING (source_key, source_version)
     ANTI JOIN transformed t ON t.source_key = i.source_key AND t.source_offset = i.source_offset`);
-  const day = p.table.partitionDay;
+  const day = q(p.table.partitionDay);
   await c.run(`INSERT INTO rejected
-    SELECT parts.part, t.source_offset, NULL, ${literal(day)}, 'MISSING: ${day} is empty; it is the partition column', NULL
+    SELECT parts.part, t.source_offset, NULL, ${literal(p.table.partitionDay)},
+           ${literal(`MISSING: ${p.table.partitionDay} is empty; it is the partition column`)}, NULL
     FROM transformed t JOIN parts USING (source_key, source_version) WHERE t.${day} IS NULL`);
-  const tableColumns = [...p.table.columns, ...LINEAGE_COLUMNS].map((col) => col.name).join(', ');
+  const tableColumns = [...p.table.columns, ...LINEAGE_COLUMNS].map((col) => q(col.name)).join(', ');
   const staged = `SELECT ${tableColumns} FROM transformed WHERE ${day} IS NOT NULL`;
   const rowsStaged = await count(c, `SELECT count(*) FROM (${staged})`);
   const rowsRejected = await count(c, 'SELECT count(DISTINCT (part, line_offset)) FROM rejected');
