@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DefinitionError } from '../../functions/errors.ts';
+import { checkTransforms } from '../../functions/pipeline/check-transform.ts';
 import { matchesInput, parsePipeline } from '../../functions/pipeline/definition.ts';
 import { accessLogs } from '../support/fixtures.ts';
 
@@ -40,5 +41,32 @@ describe('pipeline definitions', () => {
     expect(matchesInput(accessLogs, 'access-logs/a.csv.gz')).toBe(true);
     expect(matchesInput(accessLogs, 'access-logs/a.json')).toBe(false);
     expect(matchesInput(accessLogs, 'other/a.csv')).toBe(false);
+  });
+});
+
+describe('checkTransforms', () => {
+  it('accepts the access-logs transform', async () => {
+    await expect(checkTransforms([accessLogs])).resolves.toBeUndefined();
+  });
+
+  it('names the pipeline and the column when the transform does not fit the table', async () => {
+    const broken = parsePipeline(
+      source.replace('SELECT * REPLACE (timezone', 'SELECT * EXCLUDE (country) REPLACE (timezone'),
+      'p.yaml',
+    );
+    await expect(checkTransforms([broken])).rejects.toThrow(
+      'p.yaml: the transform of pipeline access-logs does not fit table access_logs: it returns no column country',
+    );
+    const typo = parsePipeline(source.replace("timezone('UTC', event_time)", "timezone('UTC', event_tim)"), 'p.yaml');
+    await expect(checkTransforms([typo])).rejects.toThrow(
+      /the transform of pipeline access-logs does not run: .*event_tim/,
+    );
+    const wrongType = parsePipeline(
+      source.replace("timezone('UTC', event_time) AS event_time", 'event_time AS event_time'),
+      'p.yaml',
+    );
+    await expect(checkTransforms([wrongType])).rejects.toThrow(
+      /event_time is TIMESTAMP WITH TIME ZONE, the table wants TIMESTAMP/,
+    );
   });
 });
