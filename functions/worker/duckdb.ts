@@ -21,6 +21,9 @@ export function duckdb(tmpDir: string): Promise<DuckDBInstance> {
       autoload_known_extensions: 'false',
     };
     if (lambdaMb > 0) options.memory_limit = `${Math.floor(lambdaMb * 0.6)}MB`;
+    // One thread per vCPU by default; SLUICE_DUCKDB_THREADS pins it (benchmarks compare at equal threads).
+    const threads = Number(process.env.SLUICE_DUCKDB_THREADS);
+    if (threads > 0) options.threads = String(threads);
     return DuckDBInstance.create(':memory:', options);
   })();
   return instance;

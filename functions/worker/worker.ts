@@ -4,7 +4,7 @@
  * every rejected row, with its reason, to the run's rejects. Nothing is dropped:
  * rows read = rows staged + rows rejected, or the chunk fails.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
@@ -312,14 +312,17 @@ async function parseAndStage(
   await c.run(`CREATE OR REPLACE TEMP TABLE transformed AS ${p.transform}`);
   // Rows the transform dropped, or that have no day to be partitioned by, are rejected, not lost.
   await c.run(`INSERT INTO rejected
-    SELECT parts.part, i.source_offset, NULL, NULL, 'TRANSFORM: the transform returned no row for this line', NULL
+    SELECT parts.part, i.source_offset, parsed.__line, NULL, 'TRANSFORM: the transform returned no row for this line', NULL
     FROM input i JOIN parts USING (source_key, source_version)
+    JOIN parsed ON parsed.__part = parts.part AND parsed.__offset = i.source_offset
     ANTI JOIN transformed t ON t.source_key = i.source_key AND t.source_offset = i.source_offset`);
   const day = q(p.table.partitionDay);
   await c.run(`INSERT INTO rejected
-    SELECT parts.part, t.source_offset, NULL, ${literal(p.table.partitionDay)},
+    SELECT parts.part, t.source_offset, parsed.__line, ${literal(p.table.partitionDay)},
            ${literal(`MISSING: ${p.table.partitionDay} is empty; it is the partition column`)}, NULL
-    FROM transformed t JOIN parts USING (source_key, source_version) WHERE t.${day} IS NULL`);
+    FROM transformed t JOIN parts USING (source_key, source_version)
+    JOIN parsed ON parsed.__part = parts.part AND parsed.__offset = t.source_offset
+    WHERE t.${day} IS NULL`);
   const tableColumns = [...p.table.columns, ...LINEAGE_COLUMNS].map((col) => q(col.name)).join(', ');
   const staged = `SELECT ${tableColumns} FROM transformed WHERE ${day} IS NOT NULL`;
   const rowsStaged = await count(c, `SELECT count(*) FROM (${staged})`);
@@ -340,16 +343,42 @@ async function parseAndStage(
   return { rowsStaged, rowsRejected, days: days.getRows().map((r) => String(r[0])) };
 }
 
+/** Finds spooled lines by (part, offset) and returns them as JSON Lines for DuckDB. */
+function spooledLines(file: string, delimiter: string, wanted: Set<string>): string {
+  const bytes = readFileSync(file);
+  const sep = delimiter.charCodeAt(0);
+  const out: string[] = [];
+  for (let start = 0; start < bytes.length && out.length < wanted.size; ) {
+    let end = bytes.indexOf(0x0a, start);
+    if (end < 0) end = bytes.length;
+    const first = bytes.indexOf(sep, start);
+    const second = bytes.indexOf(sep, first + 1);
+    const part = bytes.toString('latin1', start, first);
+    const offset = bytes.toString('latin1', first + 1, second);
+    if (wanted.has(`${part}:${offset}`)) {
+      out.push(
+        JSON.stringify({ part: Number(part), line_offset: Number(offset), line: bytes.toString('utf8', start, end) }),
+      );
+    }
+    start = end + 1;
+  }
+  return `${out.join('\n')}\n`;
+}
+
 /** Rejects with local line numbers; Verify turns them into line numbers in the file. */
 async function writeRejects(c: DuckDBConnection, p: Pipeline, spool: Spool, dir: string): Promise<void> {
   const d = literal(spoolDelimiter(p));
   // Lines DuckDB parsed but Sluice rejected afterwards have no raw text yet: take it from the spool file.
-  if ((await count(c, 'SELECT count(*) FROM rejected WHERE raw IS NULL')) > 0) {
-    await c.run(`UPDATE rejected SET raw = src.line, local_line = src.local_line FROM (
-      SELECT CAST(split_part(line, ${d}, 1) AS INTEGER) AS part, CAST(split_part(line, ${d}, 2) AS BIGINT) AS line_offset,
-             CAST(split_part(line, ${d}, 3) AS BIGINT) AS local_line, line
-      FROM (SELECT unnest(string_split(content, chr(10))) AS line FROM read_text(${literal(spool.file)})) WHERE line <> ''
-    ) src WHERE rejected.raw IS NULL AND rejected.part = src.part AND rejected.line_offset = src.line_offset`);
+  const missing = (await c.runAndReadAll('SELECT part, line_offset FROM rejected WHERE raw IS NULL')).getRows();
+  if (missing.length > 0) {
+    const file = join(dir, 'raw-lines.jsonl');
+    writeFileSync(
+      file,
+      spooledLines(spool.file, spoolDelimiter(p), new Set(missing.map(([part, o]) => `${part}:${o}`))),
+    );
+    await c.run(`UPDATE rejected SET raw = src.line FROM read_json(${literal(file)},
+        columns = {'part': 'INTEGER', 'line_offset': 'BIGINT', 'line': 'VARCHAR'}, format = 'newline_delimited') src
+      WHERE rejected.raw IS NULL AND rejected.part = src.part AND rejected.line_offset = src.line_offset`);
   }
   // Strip the spool prefix (part, offset, line number) to give back the line as it was in the file.
   const unprefixed = `regexp_replace(r.raw, '^([0-9]+' || ${d} || '){3}', '')`;

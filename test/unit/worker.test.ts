@@ -85,3 +85,15 @@ describe('processChunk', () => {
     );
   });
 });
+
+describe('rows the transform cannot place', () => {
+  it('rejects a row whose partition column is empty, with its line number', async () => {
+    const text = `${HEADER}\n${logRow(1)}\n${logRow(2, { event_time: '' })}\n`;
+    const { rejects, staged } = await runAll(text, 'access-logs/empty-day.csv', 1 << 20);
+    expect(staged).toHaveLength(1);
+    expect(rejects).toEqual([
+      expect.objectContaining({ local_line: '3', column_name: 'event_time', raw_line: logRow(2, { event_time: '' }) }),
+    ]);
+    expect(String(rejects[0]?.reason)).toContain('MISSING: event_time is empty');
+  });
+});

@@ -1,0 +1,25 @@
+/**
+ * The CDK app (`cdk.json` runs `node infra/app.ts`). No AWS credentials are needed to synth:
+ * the stack is account-agnostic unless the CLI knows the account.
+ *
+ * Context: `-c stackName=...` (default Sluice), `-c failureEmails=a@example.com,b@example.com`.
+ */
+import { App, Tags, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { SluiceStack } from './stack.ts';
+
+const app = new App();
+const context = (key: string): string | undefined => {
+  const value: unknown = app.node.tryGetContext(key);
+  return typeof value === 'string' && value !== '' ? value : undefined;
+};
+
+const stackName = context('stackName') ?? 'Sluice';
+new SluiceStack(app, stackName, {
+  description: 'Sluice: serverless batch pipelines (S3 -> Step Functions -> Lambda + DuckDB -> Iceberg/Athena)',
+  env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION ?? 'us-east-1' },
+  failureEmails: context('failureEmails')?.split(',') ?? [],
+});
+Tags.of(app).add('project', 'sluice');
+// cdk-nag v3 is a validation plugin: any finding that is not acknowledged (infra/nag.ts) fails the synth.
+Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));

@@ -1,0 +1,172 @@
+/**
+ * `sluice dev`: the embedded stack with its triggers. Objects created in the input bucket
+ * start an execution (the EventBridge rule on AWS); pipelines with a schedule start one at
+ * each cron time in their time zone (EventBridge Scheduler). `<dir>/dev.json` tells other
+ * CLI processes where the S3 endpoint is.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { Cron } from 'croner';
+import { loadPipelines, matchesInput, type Pipeline } from '../functions/pipeline/definition.ts';
+import { type LocalPaths, localFiles } from './environment.ts';
+import type { ExecutionRecord } from './executions.ts';
+import { createLocalRuntime, type ExecutionInput, type LocalRuntime } from './local-runtime.ts';
+import { DEFAULT_S3_PORT, LOCAL_BUCKETS, type ObjectCreated, startS3Server } from './s3-server.ts';
+
+export interface EmbeddedOptions extends LocalPaths {
+  /** @default 4577; 0 picks a free port. */
+  readonly port?: number;
+  /** Start the pipelines' cron schedules. @default false */
+  readonly schedules?: boolean;
+  /** @default a line on stdout with a timestamp */
+  readonly log?: (line: string) => void;
+  /** Called when an object event starts an execution, with the promise of its final record. */
+  readonly onExecution?: (event: ObjectCreated, execution: Promise<ExecutionRecord>) => void;
+}
+
+export interface Embedded {
+  readonly port: number;
+  readonly endpoint: string;
+  readonly runtime: LocalRuntime;
+  readonly pipelines: ReadonlyMap<string, Pipeline>;
+  /** Stops the schedules, aborts executions in progress, closes the S3 server. */
+  stop(): Promise<void>;
+}
+
+export const timestamped = (line: string) => console.log(`${new Date().toISOString().slice(11, 23)} ${line}`);
+
+/** Starts the S3 server and the runtime in this process (used by `sluice dev` and by `sluice run` without dev). */
+export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
+  const log = options.log ?? timestamped;
+  const pipelines = loadPipelines(localFiles(options).pipelines);
+  let runtime: LocalRuntime | undefined;
+  const server = await startS3Server({
+    dir: localFiles(options).dir,
+    port: options.port ?? DEFAULT_S3_PORT,
+    onObjectCreated: (event) => {
+      if (event.bucket !== LOCAL_BUCKETS.input || !runtime) return;
+      for (const pipeline of pipelines.values()) {
+        if (!matchesInput(pipeline, event.key)) continue;
+        const input: ExecutionInput = {
+          pipeline: pipeline.name,
+          trigger: 'object',
+          bucket: event.bucket,
+          key: event.key,
+        };
+        const execution = runtime.startExecution(input);
+        options.onExecution?.(event, execution);
+      }
+    },
+  });
+  runtime = createLocalRuntime({ ...options, endpoint: server.endpoint, log });
+
+  const jobs: Cron[] = [];
+  if (options.schedules) {
+    for (const pipeline of pipelines.values()) {
+      if (!pipeline.schedule) continue;
+      const { cron, timezone } = pipeline.schedule;
+      const started = runtime;
+      const job = new Cron(cron, { timezone }, () => {
+        void started.startExecution({ pipeline: pipeline.name, trigger: 'schedule' });
+      });
+      jobs.push(job);
+      log(`schedule ${pipeline.name}: "${cron}" ${timezone}, next ${job.nextRun()?.toISOString() ?? 'never'}`);
+    }
+  }
+
+  const stoppedRuntime = runtime;
+  return {
+    port: server.port,
+    endpoint: server.endpoint,
+    runtime,
+    pipelines,
+    async stop() {
+      for (const job of jobs) job.stop();
+      await stoppedRuntime.stop();
+      await server.close();
+    },
+  };
+}
+
+export interface DevInfo {
+  readonly pid: number;
+  readonly port: number;
+  readonly endpoint: string;
+  readonly startedAt: string;
+}
+
+export interface DevOptions extends LocalPaths {
+  /** @default 4577 */
+  readonly port?: number;
+  readonly log?: (line: string) => void;
+}
+
+/** `sluice dev`: runs until SIGINT/SIGTERM, then shuts down cleanly and removes `dev.json`. */
+export async function startDev(options: DevOptions): Promise<Embedded> {
+  const files = localFiles(options);
+  const running = await findDev(options);
+  if (running)
+    throw new Error(`sluice dev is already running for ${files.dir} (pid ${running.pid}, ${running.endpoint})`);
+  const log = options.log ?? timestamped;
+  const embedded = await startEmbedded({ ...options, schedules: true, log });
+  mkdirSync(files.dir, { recursive: true });
+  const info: DevInfo = {
+    pid: process.pid,
+    port: embedded.port,
+    endpoint: embedded.endpoint,
+    startedAt: new Date().toISOString(),
+  };
+  writeFileSync(files.devInfo, `${JSON.stringify(info, null, 2)}\n`);
+  log(`S3 at ${embedded.endpoint} (buckets ${Object.values(LOCAL_BUCKETS).join(', ')}), data in ${files.dir}`);
+  log(
+    `pipelines: ${[...embedded.pipelines.values()].map((p) => `${p.name} (s3://${LOCAL_BUCKETS.input}/${p.input.prefix})`).join(', ')}`,
+  );
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: stopping`);
+    try {
+      await embedded.stop();
+    } finally {
+      rmSync(files.devInfo, { force: true });
+      log('stopped');
+      process.exit(0);
+    }
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  return embedded;
+}
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+const answers = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', method: 'GET', timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+
+/** The running `sluice dev` for this folder: its dev.json, a live pid and a port that answers. */
+export async function findDev(paths: LocalPaths): Promise<DevInfo | undefined> {
+  let info: DevInfo;
+  try {
+    info = JSON.parse(readFileSync(localFiles(paths).devInfo, 'utf8')) as DevInfo;
+  } catch {
+    return undefined;
+  }
+  if (!isAlive(info.pid) || !(await answers(info.port))) return undefined;
+  return info;
+}

@@ -1,0 +1,147 @@
+/**
+ * The local analog of ListExecutions / DescribeExecution: one JSON file per execution in
+ * `<dir>/executions/<name>.json`, written when it starts and when it stops (atomically, by
+ * rename, so another process never reads half a file).
+ *
+ * An execution whose runtime process died cannot finish. Listing shows it, without
+ * rewriting the file, as FAILED with error `Sluice.RuntimeExited`: AWS has no such state
+ * (its executions outlive any client), and FAILED is what a user must act on.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type ExecutionStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
+
+export interface ExecutionRecord {
+  /** The execution name. */
+  readonly id: string;
+  readonly pipeline: string;
+  readonly trigger: string;
+  readonly status: ExecutionStatus;
+  readonly startedAt: string;
+  readonly stoppedAt: string | null;
+  readonly input: unknown;
+  readonly output: unknown;
+  readonly error: string | null;
+  readonly cause: string | null;
+  /** The runtime process running it. */
+  readonly pid: number;
+}
+
+/** One row of `sluice runs`. Counts come from the execution output (the Finish handler's RunRecord). */
+export interface RunRow {
+  readonly id: string;
+  readonly pipeline: string;
+  readonly trigger: string;
+  readonly status: ExecutionStatus;
+  readonly startedAt: string;
+  readonly stoppedAt: string | null;
+  readonly chunks: number | null;
+  readonly rowsRead: number | null;
+  readonly rowsLoaded: number | null;
+  readonly rowsRejected: number | null;
+  readonly error?: string;
+  readonly cause?: string;
+}
+
+const NAME = /^[A-Za-z0-9_-]{1,80}$/;
+
+/** `<pipeline>-<yyyymmddThhmmssZ>-<6 random [a-z0-9]>`; a pipeline name that cannot be part of one is cleaned. */
+export function newExecutionName(pipeline: string, now: Date = new Date()): string {
+  const stamp = now
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/[-:]/g, '');
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  const suffix = [...randomBytes(6)].map((b) => alphabet[b % alphabet.length]).join('');
+  const prefix = pipeline.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40) || 'run';
+  const name = `${prefix}-${stamp}-${suffix}`;
+  if (!NAME.test(name)) throw new Error(`invalid execution name ${name}`);
+  return name;
+}
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+export class ExecutionStore {
+  readonly folder: string;
+
+  constructor(folder: string) {
+    this.folder = folder;
+  }
+
+  write(record: ExecutionRecord): void {
+    if (!NAME.test(record.id)) throw new Error(`invalid execution name ${record.id}`);
+    mkdirSync(this.folder, { recursive: true });
+    const file = join(this.folder, `${record.id}.json`);
+    const temporary = `${file}.${process.pid}.tmp`;
+    writeFileSync(temporary, `${JSON.stringify(record, null, 2)}\n`);
+    renameSync(temporary, file);
+  }
+
+  read(id: string): ExecutionRecord | undefined {
+    if (!NAME.test(id)) return undefined;
+    try {
+      return this.honest(JSON.parse(readFileSync(join(this.folder, `${id}.json`), 'utf8')) as ExecutionRecord);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** All executions, newest first. */
+  list(): ExecutionRecord[] {
+    let files: string[];
+    try {
+      files = readdirSync(this.folder).filter((f) => f.endsWith('.json'));
+    } catch {
+      return [];
+    }
+    return files
+      .map((f) => this.read(f.slice(0, -'.json'.length)))
+      .filter((r): r is ExecutionRecord => r !== undefined)
+      .sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id.localeCompare(a.id));
+  }
+
+  /** `sluice runs`: the executions with the run counts of their output. */
+  listRuns(): RunRow[] {
+    return this.list().map(toRunRow);
+  }
+
+  private honest(record: ExecutionRecord): ExecutionRecord {
+    if (record.status !== 'RUNNING' || isAlive(record.pid)) return record;
+    return {
+      ...record,
+      status: 'FAILED',
+      error: 'Sluice.RuntimeExited',
+      cause: `the runtime process ${record.pid} exited before the execution finished`,
+    };
+  }
+}
+
+const count = (value: unknown) => (typeof value === 'number' ? value : null);
+
+export function toRunRow(record: ExecutionRecord): RunRow {
+  const output = (record.output ?? {}) as Record<string, unknown>;
+  return {
+    id: record.id,
+    pipeline: record.pipeline,
+    trigger: record.trigger,
+    status: record.status,
+    startedAt: record.startedAt,
+    stoppedAt: record.stoppedAt,
+    chunks: count(output.chunks),
+    rowsRead: count(output.rowsRead),
+    rowsLoaded: count(output.rowsLoaded),
+    rowsRejected: count(output.rowsRejected),
+    ...(record.status === 'FAILED' || record.status === 'ABORTED'
+      ? { error: record.error ?? 'Unknown', cause: record.cause ?? '' }
+      : {}),
+  };
+}

@@ -1,0 +1,254 @@
+/**
+ * The local warehouse: a DuckDB file, `<dir>/warehouse.duckdb`, that runs the same SQL the
+ * state machine sends to Athena (translated by `dialect.ts`). External (staging) tables are
+ * served from the Parquet objects in the local S3, downloaded per statement.
+ *
+ * DuckDB lets one process at a time open a file read-write, and `sluice dev`, `sluice run`
+ * and `sluice query` may be separate processes: the file is opened per operation and closed
+ * right after; a locked file is retried with backoff for up to {@link LOCK_WAIT_MS}.
+ */
+import { createWriteStream, existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { type DuckDBConnection, DuckDBInstance, type DuckDBType, DuckDBTypeId } from '@duckdb/node-api';
+import { type ColumnDefinition, type ExternalTable, partitionFilter, referencesTable, translate } from './dialect.ts';
+
+/** How long an operation waits for another process to release the database file. */
+export const LOCK_WAIT_MS = 30_000;
+
+export type Row = Record<string, unknown>;
+
+export interface WarehouseOptions {
+  /** The DuckDB file. */
+  readonly file: string;
+  /** Reads the Parquet objects of external tables. */
+  readonly s3: S3Client;
+  /** Where external-table objects are downloaded for the duration of a statement. */
+  readonly tmpDir: string;
+}
+
+/** A failed statement: what Athena reports as a FAILED query (the state machine sees States.TaskFailed). */
+export class WarehouseQueryError extends Error {
+  override name = 'Sluice.WarehouseQueryError';
+}
+
+const REGISTRY = 'sluice_external_tables';
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const isLockError = (error: unknown) => /Could not set lock|Conflicting lock/i.test(String(error));
+const quoteLiteral = (value: string) => `'${value.replaceAll("'", "''")}'`;
+
+export class LocalWarehouse {
+  private readonly options: WarehouseOptions;
+  /** Serialises operations within this process (DuckDB's file lock covers other processes). */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: WarehouseOptions) {
+    this.options = options;
+  }
+
+  /** Runs one Athena statement (DDL, MERGE...). Throws {@link WarehouseQueryError} when it fails. */
+  async execute(sql: string): Promise<void> {
+    await this.query(sql);
+  }
+
+  /** Runs one statement and returns its rows as JSON-safe objects. */
+  query(sql: string): Promise<Row[]> {
+    const run = this.queue.then(() => this.run(sql));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async run(sql: string): Promise<Row[]> {
+    let translated: ReturnType<typeof translate>;
+    try {
+      translated = translate(sql);
+    } catch (error) {
+      throw new WarehouseQueryError(String((error as Error).message));
+    }
+    return this.withConnection(async (connection) => {
+      await connection.run(
+        `CREATE TABLE IF NOT EXISTS ${REGISTRY} (name VARCHAR PRIMARY KEY, location VARCHAR, columns VARCHAR, partitions VARCHAR)`,
+      );
+      if (translated.kind === 'external-table') {
+        await registerExternalTable(connection, translated);
+        return [];
+      }
+      const scratch = await mkdtemp(join(this.options.tmpDir, 'external-'));
+      try {
+        for (const table of await externalTables(connection)) {
+          if (referencesTable(translated.sql, table.name)) {
+            await this.attachExternalTable(connection, table, translated.sql, join(scratch, table.name));
+          }
+        }
+        const reader = await connection.runAndReadAll(translated.sql);
+        return toJsonRows(reader.getRowObjectsJson(), reader.columnNames(), reader.columnTypes());
+      } catch (error) {
+        throw new WarehouseQueryError((error as Error).message);
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    });
+  }
+
+  /** Opens the file, retrying while another process holds it, and always closes it. */
+  private async withConnection<T>(work: (connection: DuckDBConnection) => Promise<T>): Promise<T> {
+    await mkdir(dirname(this.options.file), { recursive: true });
+    await mkdir(this.options.tmpDir, { recursive: true });
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    let delay = 50;
+    for (;;) {
+      let instance: DuckDBInstance;
+      try {
+        instance = await DuckDBInstance.create(this.options.file, { temp_directory: this.options.tmpDir });
+      } catch (error) {
+        if (!isLockError(error) || Date.now() > deadline) {
+          throw new WarehouseQueryError(
+            isLockError(error)
+              ? `the local warehouse ${this.options.file} stayed locked by another process for ${LOCK_WAIT_MS / 1000} s`
+              : (error as Error).message,
+          );
+        }
+        await sleep(delay + Math.random() * delay);
+        delay = Math.min(delay * 2, 1000);
+        continue;
+      }
+      const connection = await instance.connect();
+      try {
+        return await work(connection);
+      } finally {
+        connection.closeSync();
+        instance.closeSync();
+      }
+    }
+  }
+
+  /** Downloads the table's Parquet (one partition when the statement filters on it) and defines a temp view. */
+  private async attachExternalTable(
+    connection: DuckDBConnection,
+    table: ExternalTable,
+    sql: string,
+    folder: string,
+  ): Promise<void> {
+    const { bucket, prefix } = parseS3Url(table.location);
+    const [partition] = table.partitions;
+    const only = partition && table.partitions.length === 1 ? partitionFilter(sql, partition.name) : undefined;
+    const listPrefix = only !== undefined && partition ? `${prefix}${partition.name}=${only}/` : prefix;
+    const files = await this.download(bucket, listPrefix, prefix, folder);
+    const columns = [...table.columns, ...table.partitions];
+    const select = columns.map((c) => `CAST(${c.name} AS ${c.type}) AS ${c.name}`).join(', ');
+    if (files === 0) {
+      await connection.run(
+        `CREATE OR REPLACE TEMP VIEW ${table.name} AS SELECT ${columns.map((c) => `CAST(NULL AS ${c.type}) AS ${c.name}`).join(', ')} WHERE false`,
+      );
+      return;
+    }
+    // Partition values are strings as in Athena's projection, never auto-cast to numbers or dates.
+    const hiveTypes = table.partitions.map((p) => `${quoteLiteral(p.name)}: VARCHAR`).join(', ');
+    const glob = quoteLiteral(`${folder}/**/*.parquet`);
+    await connection.run(
+      `CREATE OR REPLACE TEMP VIEW ${table.name} AS SELECT ${select} FROM read_parquet(${glob}, hive_partitioning = true, union_by_name = true${hiveTypes ? `, hive_types = {${hiveTypes}}` : ''})`,
+    );
+  }
+
+  private async download(bucket: string, listPrefix: string, root: string, folder: string): Promise<number> {
+    let count = 0;
+    let token: string | undefined;
+    do {
+      const page = await this.options.s3.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: listPrefix, ContinuationToken: token }),
+      );
+      for (const object of page.Contents ?? []) {
+        if (!object.Key?.endsWith('.parquet')) continue;
+        const target = join(folder, object.Key.slice(root.length));
+        if (!target.startsWith(folder)) continue;
+        await mkdir(dirname(target), { recursive: true });
+        const body = await this.options.s3.send(new GetObjectCommand({ Bucket: bucket, Key: object.Key }));
+        await pipeline(body.Body as Readable, createWriteStream(target));
+        count++;
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return count;
+  }
+}
+
+/** True once a run has created the warehouse file. */
+export const warehouseExists = (file: string) => existsSync(file);
+
+async function registerExternalTable(connection: DuckDBConnection, table: ExternalTable): Promise<void> {
+  const values = [table.name, table.location, JSON.stringify(table.columns), JSON.stringify(table.partitions)]
+    .map(quoteLiteral)
+    .join(', ');
+  await connection.run(
+    table.ifNotExists
+      ? `INSERT INTO ${REGISTRY} VALUES (${values}) ON CONFLICT DO NOTHING`
+      : `INSERT OR REPLACE INTO ${REGISTRY} VALUES (${values})`,
+  );
+}
+
+async function externalTables(connection: DuckDBConnection): Promise<ExternalTable[]> {
+  const reader = await connection.runAndReadAll(`SELECT name, location, columns, partitions FROM ${REGISTRY}`);
+  return reader.getRowObjectsJson().map((row) => ({
+    kind: 'external-table',
+    name: String(row.name),
+    location: String(row.location),
+    columns: JSON.parse(String(row.columns)) as ColumnDefinition[],
+    partitions: JSON.parse(String(row.partitions)) as ColumnDefinition[],
+    ifNotExists: true,
+  }));
+}
+
+function parseS3Url(url: string): { bucket: string; prefix: string } {
+  const match = /^s3:\/\/([^/]+)\/(.*)$/.exec(url);
+  if (!match?.[1]) throw new WarehouseQueryError(`not an s3:// location: ${url}`);
+  return { bucket: match[1], prefix: match[2] ?? '' };
+}
+
+const INTEGERS = new Set<number>([
+  DuckDBTypeId.BIGINT,
+  DuckDBTypeId.UBIGINT,
+  DuckDBTypeId.HUGEINT,
+  DuckDBTypeId.UHUGEINT,
+]);
+
+/** JSON-safe values: 64/128-bit integers as numbers when exact, timestamps and dates as ISO 8601. */
+function toJsonRows(rows: Record<string, unknown>[], names: string[], types: DuckDBType[]): Row[] {
+  const converters = names.map((_, i): ((value: unknown) => unknown) | undefined => {
+    const type = types[i];
+    if (!type) return undefined;
+    if (INTEGERS.has(type.typeId)) {
+      return (v) => (Number.isSafeInteger(Number(v)) ? Number(v) : v);
+    }
+    if (type.typeId === DuckDBTypeId.DECIMAL) {
+      return (v) => (Number.isFinite(Number(v)) && String(v).replace(/[-.]/g, '').length <= 15 ? Number(v) : v);
+    }
+    if (
+      type.typeId === DuckDBTypeId.TIMESTAMP ||
+      type.typeId === DuckDBTypeId.TIMESTAMP_MS ||
+      type.typeId === DuckDBTypeId.TIMESTAMP_S ||
+      type.typeId === DuckDBTypeId.TIMESTAMP_NS
+    ) {
+      return (v) => String(v).replace(' ', 'T');
+    }
+    if (type.typeId === DuckDBTypeId.TIMESTAMP_TZ) {
+      return (v) =>
+        String(v)
+          .replace(' ', 'T')
+          .replace(/([+-]\d\d)$/, '$1:00')
+          .replace(/\+00:00$/, 'Z');
+    }
+    return undefined;
+  });
+  return rows.map((row) => {
+    const out: Row = {};
+    names.forEach((name, i) => {
+      const value = row[name];
+      const convert = converters[i];
+      out[name] = value === null || value === undefined || !convert ? (value ?? null) : convert(value);
+    });
+    return out;
+  });
+}
