@@ -11,13 +11,14 @@ import { SluiceError } from '../functions/errors.ts';
 import { getPipeline, loadPipelines } from '../functions/pipeline/definition.ts';
 import { type DevInfo, findDev, startDev, startEmbedded, timestamped } from '../runtime/dev.ts';
 import { localFiles } from '../runtime/environment.ts';
-import { type ExecutionRecord, ExecutionStore, type RunRow, toRunRow } from '../runtime/executions.ts';
+import { type ExecutionRecord, ExecutionStore, toRunRow } from '../runtime/executions.ts';
 import { createLocalRuntime } from '../runtime/local-runtime.ts';
 import { localS3Client } from '../runtime/s3-client.ts';
 import { LOCAL_BUCKETS, startS3Server } from '../runtime/s3-server.ts';
 import { readableCause } from '../runtime/state-machine.ts';
 import { uploadFile } from '../runtime/upload.ts';
 import { LocalWarehouse, WarehouseQueryError } from '../runtime/warehouse.ts';
+import { duration, printSummary, printTable } from './format.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -256,47 +257,6 @@ function log(line: string): void {
 }
 
 const firstLine = (text: string) => text.split('\n', 1)[0] ?? '';
-
-function duration(row: RunRow): string {
-  if (!row.stoppedAt) return '';
-  const seconds = (Date.parse(row.stoppedAt) - Date.parse(row.startedAt)) / 1000;
-  return seconds < 60 ? `${seconds.toFixed(1)} s` : `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-}
-
-function printSummary(row: RunRow): void {
-  const count = (n: number | null) => (n === null ? '?' : String(n));
-  console.log('');
-  console.log(`run       ${row.id}`);
-  console.log(`status    ${row.status}`);
-  console.log(`pipeline  ${row.pipeline} (${row.trigger})`);
-  console.log(`chunks    ${count(row.chunks)}`);
-  console.log(
-    `rows      ${count(row.rowsRead)} read, ${count(row.rowsLoaded)} loaded, ${count(row.rowsRejected)} rejected`,
-  );
-  console.log(`duration  ${duration(row)}`);
-  if (row.error) {
-    console.log(`error     ${row.error}`);
-    console.log(`cause     ${readableCause(row.cause)}`);
-  }
-}
-
-function printTable(rows: Record<string, unknown>[]): void {
-  const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  const cell = (v: unknown) =>
-    v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
-  const widths = columns.map((c) => Math.min(60, Math.max(c.length, ...rows.map((r) => cell(r[c]).length))));
-  const line = (values: string[]) =>
-    values
-      .map((v, i) => {
-        const width = widths[i] ?? 0;
-        return v.length > width ? `${v.slice(0, width - 1)}…` : v.padEnd(width);
-      })
-      .join('  ')
-      .trimEnd();
-  console.log(line(columns));
-  console.log(line(widths.map((w) => '-'.repeat(w))));
-  for (const row of rows) console.log(line(columns.map((c) => cell(row[c]))));
-}
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { dev, run, runs, query };
 

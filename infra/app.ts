@@ -4,9 +4,16 @@
  *
  * Context: `-c stackName=...` (default Sluice), `-c failureEmails=a@example.com,b@example.com`.
  */
+
+import { join } from 'node:path';
 import { App, Tags, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { checkTransforms } from '../functions/pipeline/check-transform.ts';
+import { loadPipelines } from '../functions/pipeline/definition.ts';
 import { SluiceStack } from './stack.ts';
+
+// A transform that does not fit its table fails the synth, naming the pipeline.
+await checkTransforms(loadPipelines(join(import.meta.dirname, '../pipelines')).values());
 
 const app = new App();
 const context = (key: string): string | undefined => {

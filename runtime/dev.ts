@@ -7,6 +7,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { Cron } from 'croner';
+import { checkTransforms } from '../functions/pipeline/check-transform.ts';
 import { loadPipelines, matchesInput, type Pipeline } from '../functions/pipeline/definition.ts';
 import { type LocalPaths, localFiles } from './environment.ts';
 import type { ExecutionRecord } from './executions.ts';
@@ -39,6 +40,8 @@ export const timestamped = (line: string) => console.log(`${new Date().toISOStri
 export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
   const log = options.log ?? timestamped;
   const pipelines = loadPipelines(localFiles(options).pipelines);
+  // A transform that does not fit its table stops the runtime here, naming the pipeline.
+  await checkTransforms(pipelines.values());
   let runtime: LocalRuntime | undefined;
   const server = await startS3Server({
     dir: localFiles(options).dir,

@@ -4,6 +4,7 @@
  * past `maxRatio` times the input read so far (a gzip bomb), before memory runs out.
  */
 import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Compression } from '../contracts.ts';
 import { InputError } from '../errors.ts';
@@ -43,27 +44,22 @@ export async function* decompress(
   let decompressed = 0;
   let checked = false;
   const counter = new Transform({
-    transform(chunk: Buffer, _enc, done: TransformCallback) {
-      if (!checked) {
-        checkMagic(compression, chunk, where);
+    transform(chunk: Buffer, _encoding, done: TransformCallback) {
+      try {
+        if (!checked) checkMagic(compression, chunk, where);
         checked = true;
+        compressed += chunk.length;
+        done(null, chunk);
+      } catch (error) {
+        done(error as Error);
       }
-      compressed += chunk.length;
-      done(null, chunk);
     },
   });
   const codec = compression === 'gzip' ? createGunzip() : createZstdDecompress();
-  const input = (async () => {
-    try {
-      for await (const b of source) if (!counter.write(b)) await new Promise((r) => counter.once('drain', r));
-      counter.end();
-    } catch (error) {
-      counter.destroy(error as Error);
-    }
-  })();
-  const output = counter.pipe(codec);
+  // pipeline() tears every stream down (the S3 body included) when the consumer stops early or one fails.
+  const flowing = pipeline(source, counter, codec).catch(() => {});
   try {
-    for await (const b of output as AsyncIterable<Buffer>) {
+    for await (const b of codec as AsyncIterable<Buffer>) {
       decompressed += b.length;
       if (decompressed > maxRatio * compressed + RATIO_SLACK_BYTES) {
         throw new InputError(
@@ -77,7 +73,6 @@ export async function* decompress(
     throw new InputError(`${where} is not a valid ${compression} file: ${(error as Error).message}`, { cause: error });
   } finally {
     codec.destroy();
-    counter.destroy();
-    await input.catch(() => {});
+    await flowing;
   }
 }
