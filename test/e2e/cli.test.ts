@@ -42,8 +42,8 @@ async function sluice(...args: string[]): Promise<{ code: number; stdout: string
 }
 
 const json = async <T>(...args: string[]): Promise<T> => JSON.parse((await sluice(...args, '--json')).stdout) as T;
-const count = async (table: string) =>
-  (await json<{ n: number }[]>('query', `SELECT count(*) AS n FROM ${table}`))[0]?.n;
+const count = async (table: string): Promise<number> =>
+  (await json<{ n: number }[]>('query', `SELECT count(*) AS n FROM ${table}`))[0]?.n ?? Number.NaN;
 
 interface Run {
   id: string;
