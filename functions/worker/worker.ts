@@ -4,7 +4,7 @@
  * every rejected row, with its reason, to the run's rejects. Nothing is dropped:
  * rows read = rows staged + rows rejected, or the chunk fails.
  */
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
@@ -19,6 +19,7 @@ import { decompress } from './compression.ts';
 import { withConnection } from './duckdb.ts';
 import { checkHeader } from './header.ts';
 import { LineSplitter, stripBom } from './lines.ts';
+import { SpoolWriter } from './spool-writer.ts';
 
 /** How far past a range's end the first GET reads, to finish the last line without a second request. */
 const OVERHANG = 64 * 1024;
@@ -54,36 +55,48 @@ export function duckType(col: Column): string {
 
 interface Check {
   readonly expected: string;
-  /** A regular expression the trimmed text must match, before the cast is tried. */
-  readonly pattern?: string;
+  /** SQL that is true when the (non-null) text `value` is not acceptable. */
+  readonly invalid: (value: string) => string;
 }
+
+const castFails = (col: Column) => (value: string) => `try_cast(${value} AS ${duckType(col)}) IS NULL`;
 
 /**
  * Columns read as text and checked by Sluice, where DuckDB's reader is too lenient: it
  * rounds `12.5` into an integer and reads a timestamp without a zone as UTC. In JSON
- * Lines every typed value is checked this way.
+ * Lines every typed value is checked this way. The tests are plain string functions
+ * rather than regular expressions where they can be: they run on every value.
  */
 function checkOf(col: Column, format: Pipeline['input']['format']): Check | undefined {
   switch (col.type) {
     case 'integer':
     case 'bigint':
-      return { pattern: '^[+-]?[0-9]+$', expected: 'an integer' };
+      return {
+        expected: 'an integer',
+        invalid: (v) => `(${castFails(col)(v)} OR contains(${v}, '.') OR contains(${v}, 'e') OR contains(${v}, 'E'))`,
+      };
     case 'decimal': {
       const whole = (col.precision ?? 18) - (col.scale ?? 0);
+      const pattern = literal(`^\\s*[+-]?[0-9]{0,${whole}}(\\.[0-9]{0,${col.scale}})?\\s*$`);
       return {
-        pattern: `^[+-]?[0-9]{0,${whole}}(\\.[0-9]{0,${col.scale}})?$`,
         expected: `a decimal with at most ${whole} digits before the point and ${col.scale} after`,
+        invalid: (v) => `(NOT regexp_matches(${v}, ${pattern}) OR ${castFails(col)(v)})`,
       };
     }
     case 'timestamptz':
+      // After the 19 characters of YYYY-MM-DDTHH:MM:SS comes an optional fraction, then Z or an offset.
       return {
-        pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$',
         expected: 'an ISO-8601 timestamp with a zone or Z',
+        invalid: (v) =>
+          `(${castFails(col)(v)} OR NOT (length(${v}) > 19 AND (suffix(${v}, 'Z') OR suffix(${v}, 'z') OR ` +
+          `contains(substr(${v}, 20), '+') OR contains(substr(${v}, 20), '-'))))`,
       };
     case 'json':
-      return { expected: 'JSON' };
+      return { expected: 'JSON', invalid: (v) => `NOT json_valid(${v})` };
     default:
-      return format === 'jsonl' && col.type !== 'string' ? { expected: `a ${col.type}` } : undefined;
+      return format === 'jsonl' && col.type !== 'string'
+        ? { expected: `a ${col.type}`, invalid: castFails(col) }
+        : undefined;
   }
 }
 
@@ -139,12 +152,6 @@ async function* partBytes(store: ObjectStore, p: Pipeline, bucket: string, part:
 /** The separator of the spool file: the input's delimiter, or a comma for JSON Lines (one quoted field). */
 const spoolDelimiter = (p: Pipeline) => (p.input.format === 'jsonl' ? ',' : p.input.delimiter);
 
-/** Doubles the quotes of a JSON line so that the spool file carries it as one CSV field. */
-function quoteField(line: Buffer): Buffer {
-  if (!line.includes(0x22)) return Buffer.concat([Buffer.from('"'), line, Buffer.from('"')]);
-  return Buffer.from(`"${line.toString('utf8').replaceAll('"', '""')}"`);
-}
-
 /**
  * Writes `part<d>offset<d>line number<d><line>` for every data line of the chunk to a
  * local file for DuckDB to parse; the prefix carries each row's lineage through
@@ -152,27 +159,11 @@ function quoteField(line: Buffer): Buffer {
  */
 async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise<Spool> {
   const { pipeline, config, store } = deps;
-  const d = spoolDelimiter(pipeline);
+  const separator = spoolDelimiter(pipeline).charCodeAt(0);
   const jsonl = pipeline.input.format === 'jsonl';
-  const fd = openSync(file, 'w');
-  const out = Buffer.allocUnsafe(8 * 1024 * 1024);
-  let used = 0;
-  const write = (text: string, bytes: Buffer) => {
-    const need = text.length * 3 + bytes.length + 1;
-    if (used + need > out.length) {
-      writeSync(fd, out, 0, used);
-      used = 0;
-      if (need > out.length) {
-        writeSync(fd, Buffer.concat([Buffer.from(text, 'utf8'), bytes, Buffer.from('\n')]));
-        return;
-      }
-    }
-    used += out.write(text, used, 'utf8');
-    used += bytes.copy(out, used);
-    out[used++] = 0x0a;
-  };
-  const spool: Spool = { file, rowsRead: 0, parts: [] };
   const hasHeader = pipeline.input.header && !jsonl;
+  const out = new SpoolWriter(file);
+  const spool: Spool = { file, rowsRead: 0, parts: [] };
   try {
     for (const [index, part] of chunk.parts.entries()) {
       const where = `s3://${config.inputBucket}/${part.key}`;
@@ -194,7 +185,7 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
           }
           if (line.length === 0) return;
           spool.rowsRead++;
-          write(`${index}${d}${offset}${d}${lines}${d}`, jsonl ? quoteField(line) : line);
+          out.record(index, offset, lines, separator, line, jsonl);
         },
       });
       for await (const bytes of partBytes(store, pipeline, config.inputBucket, part)) {
@@ -203,9 +194,8 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
       splitter.finish();
       spool.parts.push({ key: part.key, start: part.start, lines });
     }
-    if (used > 0) writeSync(fd, out, 0, used);
   } finally {
-    closeSync(fd);
+    out.close();
   }
   return spool;
 }
@@ -290,57 +280,89 @@ async function parseAndStage(
     const check = checkOf(col, p.input.format);
     return check ? [{ col, check }] : [];
   });
-  for (const { col, check } of checked) {
-    const value = `trim(${q(col.name)})`;
-    const invalid =
-      col.type === 'json'
-        ? `NOT json_valid(${q(col.name)})`
-        : `${check.pattern ? `NOT regexp_matches(${value}, ${literal(check.pattern)}) OR ` : ''}try_cast(${value} AS ${duckType(col)}) IS NULL`;
+  if (checked.length > 0) {
+    // One pass over the parsed rows for every check; a row may fail several.
+    const invalid = checked.map(({ col, check }) => {
+      const name = q(col.name);
+      return { col, check, test: `(${name} IS NOT NULL AND ${check.invalid(name)})` };
+    });
     await c.run(`INSERT INTO rejected
-      SELECT __part, __offset, __line, ${literal(col.name)},
-             'CAST: ' || ${literal(`${col.name} must be ${check.expected}, found `)} || ${q(col.name)}, ${raw}
-      FROM parsed
-      WHERE ${q(col.name)} IS NOT NULL AND (${invalid})
-        AND (__part, __offset) NOT IN (SELECT (part, line_offset) FROM rejected)`);
+      SELECT __part, __offset, __line,
+             CASE ${invalid.map((i) => `WHEN ${i.test} THEN ${literal(i.col.name)}`).join(' ')} END,
+             concat_ws('; ', ${invalid
+               .map(
+                 (i) =>
+                   `CASE WHEN ${i.test} THEN 'CAST: ' || ${literal(`${i.col.name} must be ${i.check.expected}, found `)} || ${q(i.col.name)} END`,
+               )
+               .join(', ')}),
+             ${raw}
+      FROM parsed WHERE ${invalid.map((i) => i.test).join(' OR ')}`);
   }
-  const lineage = `parts.source_key, parts.source_version, parsed.__offset AS source_offset`;
-  const casts = checked.map(({ col }) => `CAST(trim(${q(col.name)}) AS ${duckType(col)}) AS ${q(col.name)}`).join(', ');
-  const rows = `SELECT ${p.schema.map((col) => `parsed.${q(col.name)}`).join(', ')}, ${lineage}
-    FROM parsed JOIN parts ON parsed.__part = parts.part
-    ANTI JOIN rejected ON rejected.part = parsed.__part AND rejected.line_offset = parsed.__offset`;
+  // Lineage by CASE on the part number: no join per row. The anti join only when something was rejected.
+  const byPart = (field: 'key' | 'version') =>
+    `CASE parsed.__part ${chunk.parts.map((part, i) => `WHEN ${i} THEN ${literal(part[field])}`).join(' ')} END`;
+  const lineage = `${byPart('key')} AS source_key, ${byPart('version')} AS source_version, parsed.__offset AS source_offset`;
+  const casts = checked.map(({ col }) => `CAST(${q(col.name)} AS ${duckType(col)}) AS ${q(col.name)}`).join(', ');
+  const anyRejected = (await count(c, 'SELECT count(*) FROM rejected')) > 0;
+  const rows = `SELECT ${p.schema.map((col) => `parsed.${q(col.name)}`).join(', ')}, ${lineage} FROM parsed
+    ${anyRejected ? 'ANTI JOIN rejected ON rejected.part = parsed.__part AND rejected.line_offset = parsed.__offset' : ''}`;
   await c.run(`CREATE OR REPLACE TEMP VIEW input AS ${casts ? `SELECT * REPLACE (${casts}) FROM (${rows})` : rows}`);
-  await c.run(`CREATE OR REPLACE TEMP TABLE transformed AS ${p.transform}`);
-  // Rows the transform dropped, or that have no day to be partitioned by, are rejected, not lost.
-  await c.run(`INSERT INTO rejected
-    SELECT parts.part, i.source_offset, parsed.__line, NULL, 'TRANSFORM: the transform returned no row for this line', NULL
-    FROM input i JOIN parts USING (source_key, source_version)
-    JOIN parsed ON parsed.__part = parts.part AND parsed.__offset = i.source_offset
-    ANTI JOIN transformed t ON t.source_key = i.source_key AND t.source_offset = i.source_offset`);
   const day = q(p.table.partitionDay);
-  await c.run(`INSERT INTO rejected
-    SELECT parts.part, t.source_offset, parsed.__line, ${literal(p.table.partitionDay)},
-           ${literal(`MISSING: ${p.table.partitionDay} is empty; it is the partition column`)}, NULL
-    FROM transformed t JOIN parts USING (source_key, source_version)
-    JOIN parsed ON parsed.__part = parts.part AND parsed.__offset = t.source_offset
-    WHERE t.${day} IS NULL`);
   const tableColumns = [...p.table.columns, ...LINEAGE_COLUMNS].map((col) => q(col.name)).join(', ');
-  const staged = `SELECT ${tableColumns} FROM transformed WHERE ${day} IS NOT NULL`;
-  const rowsStaged = await count(c, `SELECT count(*) FROM (${staged})`);
-  const rowsRejected = await count(c, 'SELECT count(DISTINCT (part, line_offset)) FROM rejected');
+  const stagedFile = literal(join(dir, 'staged.parquet'));
+  // The transform streams straight into the Parquet file: no copy of the rows in between.
+  const rowsStaged = await count(
+    c,
+    `COPY (SELECT ${tableColumns} FROM (${p.transform}) WHERE ${day} IS NOT NULL)
+     TO ${stagedFile} (FORMAT parquet, COMPRESSION zstd)`,
+  );
+  let rowsRejected = await count(c, 'SELECT count(DISTINCT (part, line_offset)) FROM rejected');
+  if (rowsStaged + rowsRejected !== spool.rowsRead) {
+    rowsRejected = await rejectUnplaced(c, p);
+  }
   if (rowsStaged + rowsRejected !== spool.rowsRead) {
     throw new VerifyError(
       `chunk ${chunk.index} of run ${chunk.runId}: read ${spool.rowsRead} rows but staged ${rowsStaged} and rejected ${rowsRejected}; ` +
         'the transform must return one row per input row',
     );
   }
-  if (rowsStaged > 0) {
-    await c.run(`COPY (${staged}) TO ${literal(join(dir, 'staged.parquet'))} (FORMAT parquet, COMPRESSION zstd)`);
-  }
   if (rowsRejected > 0) await writeRejects(c, p, spool, dir);
+  if (rowsStaged === 0) return { rowsStaged, rowsRejected, days: [] };
+  const duplicates = await count(
+    c,
+    `SELECT count(*) - count(DISTINCT (source_key, source_offset)) FROM read_parquet(${stagedFile})`,
+  );
+  if (duplicates > 0) {
+    throw new VerifyError(
+      `chunk ${chunk.index} of run ${chunk.runId}: the transform of pipeline ${p.name} returned ${duplicates} extra rows for some lines; it must return one row per input row`,
+    );
+  }
   const days = await c.runAndReadAll(
-    `SELECT DISTINCT strftime(CAST(${day} AS DATE), '%Y-%m-%d') FROM transformed WHERE ${day} IS NOT NULL ORDER BY 1`,
+    `SELECT DISTINCT strftime(CAST(${day} AS DATE), '%Y-%m-%d') FROM read_parquet(${stagedFile}) ORDER BY 1`,
   );
   return { rowsStaged, rowsRejected, days: days.getRows().map((r) => String(r[0])) };
+}
+
+/**
+ * The rare path, when the counts do not add up: rows the transform dropped, or whose
+ * partition column came out empty, are rejected with that reason rather than lost.
+ * Returns the new number of rejected rows.
+ */
+async function rejectUnplaced(c: DuckDBConnection, p: Pipeline): Promise<number> {
+  const day = q(p.table.partitionDay);
+  await c.run(`CREATE OR REPLACE TEMP TABLE transformed AS ${p.transform}`);
+  await c.run(`INSERT INTO rejected
+    SELECT parts.part, i.source_offset, parsed.__line, NULL, 'TRANSFORM: the transform returned no row for this line', NULL
+    FROM input i JOIN parts USING (source_key, source_version)
+    JOIN parsed ON parsed.__part = parts.part AND parsed.__offset = i.source_offset
+    ANTI JOIN transformed t ON t.source_key = i.source_key AND t.source_offset = i.source_offset`);
+  await c.run(`INSERT INTO rejected
+    SELECT parts.part, t.source_offset, parsed.__line, ${literal(p.table.partitionDay)},
+           ${literal(`MISSING: ${p.table.partitionDay} is empty; it is the partition column`)}, NULL
+    FROM transformed t JOIN parts USING (source_key, source_version)
+    JOIN parsed ON parsed.__part = parts.part AND parsed.__offset = t.source_offset
+    WHERE t.${day} IS NULL`);
+  return count(c, 'SELECT count(DISTINCT (part, line_offset)) FROM rejected');
 }
 
 /** Finds spooled lines by (part, offset) and returns them as JSON Lines for DuckDB. */
