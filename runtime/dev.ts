@@ -10,7 +10,7 @@ import { Cron } from 'croner';
 import { checkTransforms } from '../functions/pipeline/check-transform.ts';
 import { loadPipelines, matchesInput, type Pipeline } from '../functions/pipeline/definition.ts';
 import { type LocalPaths, localFiles } from './environment.ts';
-import type { ExecutionRecord } from './executions.ts';
+import { type ExecutionRecord, isAlive } from './executions.ts';
 import { createLocalRuntime, type ExecutionInput, type LocalRuntime } from './local-runtime.ts';
 import { DEFAULT_S3_PORT, LOCAL_BUCKETS, type ObjectCreated, startS3Server } from './s3-server.ts';
 
@@ -141,15 +141,6 @@ export async function startDev(options: DevOptions): Promise<Embedded> {
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   return embedded;
 }
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
 
 const answers = (port: number) =>
   new Promise<boolean>((resolve) => {

@@ -61,7 +61,8 @@ export function newExecutionName(pipeline: string, now: Date = new Date()): stri
   return name;
 }
 
-const isAlive = (pid: number) => {
+/** Whether a process with this pid exists (EPERM: it exists, owned by someone else). */
+export const isAlive = (pid: number) => {
   try {
     process.kill(pid, 0);
     return true;
