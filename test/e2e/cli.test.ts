@@ -137,6 +137,11 @@ describe('sluice dev, end to end through the S3 API and the CLI', () => {
     expect(run).toMatchObject({ status: 'SUCCEEDED', rowsRead: 20000, rowsLoaded: 20000, chunks: 1 });
   });
 
+  it('succeeds with zero rows for a header-only file', async () => {
+    const run = await drop('access-logs/empty-day.csv', `${HEADER}\n`);
+    expect(run).toMatchObject({ status: 'SUCCEEDED', rowsRead: 0, rowsLoaded: 0, rowsRejected: 0 });
+  });
+
   it('fails a run on a file that is not the pipeline CSV, naming the file and the expected header', async () => {
     const run = await drop('access-logs/not-logs.csv', 'name,price\napple,3\n');
     expect(run.status).toBe('FAILED');

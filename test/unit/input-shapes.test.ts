@@ -74,6 +74,17 @@ describe('input shapes', () => {
     expect(staged.map((r) => r.note)).toEqual(['a;b', "it's"]);
   });
 
+  it('a file without a header: columns in schema order, every line is data', async () => {
+    const text =
+      '1,2.5,true,2024-05-01,2024-05-01T00:00:00Z,{},no header\n2,3,false,2024-05-02,2024-05-02T00:00:00Z,[],x\n';
+    const { staged, summary } = await runObject(events({ header: false }), 'events/nh.csv', text);
+    expect(summary).toMatchObject({ rowsRead: 2, rowsLoaded: 2 });
+    expect(staged.map((r) => [r.id, r.note, Number(r.source_offset)])).toEqual([
+      [1, 'no header', 0],
+      [2, 'x', 56],
+    ]);
+  });
+
   it('names the extra and missing columns of a header that does not match', async () => {
     await expect(runObject(events(), 'events/s.csv', fixture('events-semicolon-bom.csv'))).rejects.toThrow(
       /events\/s\.csv is not a CSV file of pipeline events: .*missing id, amount/,
