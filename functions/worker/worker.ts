@@ -210,40 +210,55 @@ function fileColumns(chunk: Chunk, p: Pipeline): readonly string[] {
   return chunk.parts[0]?.columns ?? p.schema.map((col) => col.name);
 }
 
-/** Reads the spool file into `parsed`: lineage, then one column per schema column (typed, or text to be checked). */
-async function readSpool(c: DuckDBConnection, chunk: Chunk, p: Pipeline, spool: Spool): Promise<void> {
-  const lineage = [`'__part': 'INTEGER'`, `'__offset': 'BIGINT'`, `'__line': 'BIGINT'`];
-  const bySchema = new Map(p.schema.map((col) => [col.name, col]));
-  const options = `header = false, auto_detect = false, strict_mode = true, null_padding = false,
+const SPOOL_LINEAGE = [`'__part': 'INTEGER'`, `'__offset': 'BIGINT'`, `'__line': 'BIGINT'`];
+
+const readerOptions = (p: Pipeline) => `header = false, auto_detect = false, strict_mode = true, null_padding = false,
     max_line_size = ${p.input.maxLineBytes + 64}, store_rejects = true,
     rejects_table = 'sluice_rejects', rejects_scan = 'sluice_reject_scans'`;
-  if (p.input.format === 'jsonl') {
-    await c.run(`CREATE OR REPLACE TEMP TABLE raw_docs AS SELECT * FROM read_csv(${literal(spool.file)},
-      columns = {${[...lineage, `'__doc': 'VARCHAR'`].join(', ')}}, delim = ',', quote = '"', escape = '"', ${options})`);
-    const fields = p.schema.map((col) => {
-      const path = literal(`$.${col.name}`);
-      return col.type === 'json'
-        ? `CAST(json_extract(__doc, ${path}) AS VARCHAR) AS ${q(col.name)}`
-        : `json_extract_string(__doc, ${path}) AS ${q(col.name)}`;
-    });
-    await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS
-      SELECT __part, __offset, __line, ${fields.join(', ')}, __doc FROM raw_docs
-      WHERE ${IS_OBJECT}`);
-    return;
-  }
+
+/** DuckDB's reader over a CSV/TSV spool file: lineage, then the file's columns (checked ones as text). */
+function csvSource(chunk: Chunk, p: Pipeline, spool: Spool): string {
+  const bySchema = new Map(p.schema.map((col) => [col.name, col]));
   const columns = fileColumns(chunk, p).map((name, i) => {
     const col = bySchema.get(name);
     if (!col) return `${literal(`__extra_${i}`)}: 'VARCHAR'`;
     return `${literal(name)}: ${literal(checkOf(col, p.input.format) ? 'VARCHAR' : duckType(col))}`;
   });
   const nulls = `[${p.input.nullStrings.map(literal).join(', ')}]`;
-  await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS
-    SELECT __part, __offset, __line, ${p.schema.map((col) => q(col.name)).join(', ')}
-    FROM read_csv(${literal(spool.file)}, columns = {${[...lineage, ...columns].join(', ')}},
+  return `read_csv(${literal(spool.file)}, columns = {${[...SPOOL_LINEAGE, ...columns].join(', ')}},
       delim = ${literal(p.input.delimiter)}, quote = ${literal(p.input.quote)}, escape = ${literal(p.input.escape)},
-      nullstr = ${nulls}, ${options})`);
+      nullstr = ${nulls}, ${readerOptions(p)})`;
 }
 
+/**
+ * JSON Lines: the spool carries each line as one quoted CSV field; the fields are taken
+ * out by name into `parsed` (lines that are not JSON objects are rejected later).
+ */
+async function readJsonLines(c: DuckDBConnection, p: Pipeline, spool: Spool): Promise<string> {
+  await c.run(`CREATE OR REPLACE TEMP TABLE raw_docs AS SELECT * FROM read_csv(${literal(spool.file)},
+    columns = {${[...SPOOL_LINEAGE, `'__doc': 'VARCHAR'`].join(', ')}}, delim = ',', quote = '"', escape = '"',
+    ${readerOptions(p)})`);
+  const fields = p.schema.map((col) => {
+    const path = literal(`$.${col.name}`);
+    return col.type === 'json'
+      ? `CAST(json_extract(__doc, ${path}) AS VARCHAR) AS ${q(col.name)}`
+      : `json_extract_string(__doc, ${path}) AS ${q(col.name)}`;
+  });
+  await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS
+    SELECT __part, __offset, __line, ${fields.join(', ')}, __doc FROM raw_docs WHERE ${IS_OBJECT}`);
+  await c.run(`INSERT INTO rejected
+    SELECT __part, __offset, __line, NULL, 'JSON: the line is not a JSON object', __doc FROM raw_docs
+    WHERE NOT (${IS_OBJECT})`);
+  return 'parsed';
+}
+
+/**
+ * Parses, checks, transforms and stages one chunk. CSV/TSV take two scans of the spool
+ * file and keep nothing in memory: the first finds the rows that fail Sluice's checks,
+ * the second streams the other rows through the casts and the transform into Parquet
+ * (DuckDB's reader leaves out, and records, the rows it cannot read). Only when the
+ * counts do not add up are the rows kept, to find the ones the transform dropped.
+ */
 async function parseAndStage(
   c: DuckDBConnection,
   chunk: Chunk,
@@ -255,69 +270,68 @@ async function parseAndStage(
     .map((part, i) => `(${i}, ${literal(part.key)}, ${literal(part.version)}, ${part.start})`)
     .join(', ');
   await c.run(`CREATE OR REPLACE TEMP TABLE parts (part INTEGER, source_key VARCHAR, source_version VARCHAR, part_start BIGINT);
-    INSERT INTO parts VALUES ${partValues};`);
-  // DuckDB parses and types every line; the ones it cannot read land in its rejects table with the reason.
-  await readSpool(c, chunk, p, spool);
-  const d = literal(spoolDelimiter(p));
-  const expected = p.input.format === 'jsonl' ? 1 : fileColumns(chunk, p).length;
-  await c.run(`CREATE OR REPLACE TEMP TABLE rejected AS
-    SELECT CAST(split_part(csv_line, ${d}, 1) AS INTEGER) AS part,
-           CAST(split_part(csv_line, ${d}, 2) AS BIGINT) AS line_offset,
-           CAST(split_part(csv_line, ${d}, 3) AS BIGINT) AS local_line,
-           first(column_name ORDER BY column_idx) AS column_name,
-           string_agg(DISTINCT CASE WHEN error_type IN ('MISSING COLUMNS', 'TOO MANY COLUMNS')
-                      THEN error_type || ': expected ${expected} columns'
-                      ELSE error_type || ': ' || error_message END, '; ') AS reason,
-           first(csv_line) AS raw
-    FROM sluice_rejects GROUP BY ALL`);
-  if (p.input.format === 'jsonl') {
-    await c.run(`INSERT INTO rejected
-      SELECT __part, __offset, __line, NULL, 'JSON: the line is not a JSON object', __doc FROM raw_docs
-      WHERE NOT (${IS_OBJECT})`);
-  }
-  const raw = p.input.format === 'jsonl' ? '__doc' : 'NULL';
-  const checked = p.schema.flatMap((col) => {
+    INSERT INTO parts VALUES ${partValues};
+    CREATE OR REPLACE TEMP TABLE rejected (part INTEGER, line_offset BIGINT, local_line BIGINT, column_name VARCHAR, reason VARCHAR, raw VARCHAR);`);
+  const jsonl = p.input.format === 'jsonl';
+  const source = jsonl ? await readJsonLines(c, p, spool) : csvSource(chunk, p, spool);
+  const checks = p.schema.flatMap((col) => {
     const check = checkOf(col, p.input.format);
-    return check ? [{ col, check }] : [];
+    return check ? [{ col, check, test: `(${q(col.name)} IS NOT NULL AND ${check.invalid(q(col.name))})` }] : [];
   });
-  if (checked.length > 0) {
-    // One pass over the parsed rows for every check; a row may fail several.
-    const invalid = checked.map(({ col, check }) => {
-      const name = q(col.name);
-      return { col, check, test: `(${name} IS NOT NULL AND ${check.invalid(name)})` };
-    });
+  if (checks.length > 0) {
+    // One scan for every check; a row may fail several.
     await c.run(`INSERT INTO rejected
       SELECT __part, __offset, __line,
-             CASE ${invalid.map((i) => `WHEN ${i.test} THEN ${literal(i.col.name)}`).join(' ')} END,
-             concat_ws('; ', ${invalid
+             CASE ${checks.map((k) => `WHEN ${k.test} THEN ${literal(k.col.name)}`).join(' ')} END,
+             concat_ws('; ', ${checks
                .map(
-                 (i) =>
-                   `CASE WHEN ${i.test} THEN 'CAST: ' || ${literal(`${i.col.name} must be ${i.check.expected}, found `)} || ${q(i.col.name)} END`,
+                 (k) =>
+                   `CASE WHEN ${k.test} THEN 'CAST: ' || ${literal(`${k.col.name} must be ${k.check.expected}, found `)} || ${q(k.col.name)} END`,
                )
                .join(', ')}),
-             ${raw}
-      FROM parsed WHERE ${invalid.map((i) => i.test).join(' OR ')}`);
+             ${jsonl ? '__doc' : 'NULL'}
+      FROM ${source} WHERE ${checks.map((k) => k.test).join(' OR ')}`);
   }
-  // Lineage by CASE on the part number: no join per row. The anti join only when something was rejected.
+  // Lineage by CASE on the part number: no join per row. The anti join only when a check failed.
   const byPart = (field: 'key' | 'version') =>
-    `CASE parsed.__part ${chunk.parts.map((part, i) => `WHEN ${i} THEN ${literal(part[field])}`).join(' ')} END`;
-  const lineage = `${byPart('key')} AS source_key, ${byPart('version')} AS source_version, parsed.__offset AS source_offset`;
-  const casts = checked.map(({ col }) => `CAST(${q(col.name)} AS ${duckType(col)}) AS ${q(col.name)}`).join(', ');
-  const anyRejected = (await count(c, 'SELECT count(*) FROM rejected')) > 0;
-  const rows = `SELECT ${p.schema.map((col) => `parsed.${q(col.name)}`).join(', ')}, ${lineage} FROM parsed
-    ${anyRejected ? 'ANTI JOIN rejected ON rejected.part = parsed.__part AND rejected.line_offset = parsed.__offset' : ''}`;
-  await c.run(`CREATE OR REPLACE TEMP VIEW input AS ${casts ? `SELECT * REPLACE (${casts}) FROM (${rows})` : rows}`);
+    `CASE src.__part ${chunk.parts.map((part, i) => `WHEN ${i} THEN ${literal(part[field])}`).join(' ')} END`;
+  const lineage = `${byPart('key')} AS source_key, ${byPart('version')} AS source_version, src.__offset AS source_offset`;
+  const casts = new Map(
+    checks.map(({ col }) => [col.name, `CAST(src.${q(col.name)} AS ${duckType(col)}) AS ${q(col.name)}`]),
+  );
+  const columns = p.schema.map((col) => casts.get(col.name) ?? `src.${q(col.name)}`).join(', ');
+  const defineInput = async (from: string) => {
+    const failed = (await count(c, 'SELECT count(*) FROM rejected')) > 0;
+    await c.run(`CREATE OR REPLACE TEMP VIEW input AS SELECT ${columns}, ${lineage} FROM ${from} src
+      ${failed ? 'ANTI JOIN rejected ON rejected.part = src.__part AND rejected.line_offset = src.__offset' : ''}`);
+  };
+  await defineInput(source);
   const day = q(p.table.partitionDay);
   const tableColumns = [...p.table.columns, ...LINEAGE_COLUMNS].map((col) => q(col.name)).join(', ');
   const stagedFile = literal(join(dir, 'staged.parquet'));
-  // The transform streams straight into the Parquet file: no copy of the rows in between.
   const rowsStaged = await count(
     c,
     `COPY (SELECT ${tableColumns} FROM (${p.transform}) WHERE ${day} IS NOT NULL)
      TO ${stagedFile} (FORMAT parquet, COMPRESSION zstd)`,
   );
+  // The reader's rejects (both scans record them: grouped to one row per line).
+  const d = literal(spoolDelimiter(p));
+  const expected = jsonl ? 1 : fileColumns(chunk, p).length;
+  await c.run(`INSERT INTO rejected
+    SELECT CAST(split_part(csv_line, ${d}, 1) AS INTEGER), CAST(split_part(csv_line, ${d}, 2) AS BIGINT),
+           CAST(split_part(csv_line, ${d}, 3) AS BIGINT), first(column_name ORDER BY column_idx),
+           string_agg(DISTINCT CASE WHEN error_type IN ('MISSING COLUMNS', 'TOO MANY COLUMNS')
+                      THEN error_type || ': expected ${expected} columns'
+                      ELSE error_type || ': ' || error_message END, '; '),
+           first(csv_line)
+    FROM sluice_rejects GROUP BY 1, 2, 3`);
   let rowsRejected = await count(c, 'SELECT count(DISTINCT (part, line_offset)) FROM rejected');
   if (rowsStaged + rowsRejected !== spool.rowsRead) {
+    // Rare: the transform dropped rows or left the partition column empty. Keep the rows to find them.
+    if (!jsonl) {
+      await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS SELECT * FROM ${source}`);
+      await defineInput('parsed');
+    }
     rowsRejected = await rejectUnplaced(c, p);
   }
   if (rowsStaged + rowsRejected !== spool.rowsRead) {
@@ -328,19 +342,21 @@ async function parseAndStage(
   }
   if (rowsRejected > 0) await writeRejects(c, p, spool, dir);
   if (rowsStaged === 0) return { rowsStaged, rowsRejected, days: [] };
-  const duplicates = await count(
-    c,
-    `SELECT count(*) - count(DISTINCT (source_key, source_offset)) FROM read_parquet(${stagedFile})`,
-  );
+  const identity = chunk.parts.length > 1 ? '(source_key, source_offset)' : 'source_offset';
+  const [check] = (
+    await c.runAndReadAll(
+      `SELECT count(*) - count(DISTINCT ${identity}),
+              list(DISTINCT strftime(CAST(${day} AS DATE), '%Y-%m-%d') ORDER BY strftime(CAST(${day} AS DATE), '%Y-%m-%d'))
+       FROM read_parquet(${stagedFile})`,
+    )
+  ).getRowsJson() as [number | string, string[]][];
+  const duplicates = Number(check?.[0] ?? 0);
   if (duplicates > 0) {
     throw new VerifyError(
       `chunk ${chunk.index} of run ${chunk.runId}: the transform of pipeline ${p.name} returned ${duplicates} extra rows for some lines; it must return one row per input row`,
     );
   }
-  const days = await c.runAndReadAll(
-    `SELECT DISTINCT strftime(CAST(${day} AS DATE), '%Y-%m-%d') FROM read_parquet(${stagedFile}) ORDER BY 1`,
-  );
-  return { rowsStaged, rowsRejected, days: days.getRows().map((r) => String(r[0])) };
+  return { rowsStaged, rowsRejected, days: check?.[1] ?? [] };
 }
 
 /**
