@@ -56,7 +56,7 @@ export interface SluiceStackProps extends StackProps {
   readonly workerMemorySize?: number;
   /**
    * Timeout of the worker function: at most 5 minutes, the limit of the EXPRESS child executions that run it.
-   * @default Duration.minutes(5)
+   * @default Duration.minutes(2)
    */
   readonly workerTimeout?: Duration;
   /**
@@ -91,7 +91,8 @@ const EXPRESS_CHILD_LIMIT = Duration.minutes(5);
 const DEFAULTS = {
   bytesScannedCutoffPerQuery: Size.gibibytes(10),
   workerMemorySize: 1769,
-  workerTimeout: EXPRESS_CHILD_LIMIT,
+  // Well under the EXPRESS child's 5 minutes, so that retries of a worker fit in its execution.
+  workerTimeout: Duration.minutes(2),
   workerEphemeralStorage: Size.gibibytes(4),
   dataRemovalPolicy: RemovalPolicy.RETAIN,
   logRetention: RetentionDays.ONE_MONTH,

@@ -121,10 +121,10 @@ describe('SluiceStack resources', () => {
     }
   });
 
-  it('gives the worker a full vCPU, 4 GB of /tmp and the 5-minute limit of EXPRESS children', () => {
+  it('gives the worker a full vCPU, 4 GB of /tmp and a timeout well under the 5 minutes of EXPRESS children', () => {
     template.hasResourceProperties('AWS::Lambda::Function', {
       MemorySize: 1769,
-      Timeout: 300,
+      Timeout: 120,
       EphemeralStorage: { Size: 4096 },
       Environment: { Variables: Match.objectLike({ SLUICE_PIPELINES_DIR: '/var/task/pipelines' }) },
     });
