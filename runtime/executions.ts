@@ -30,13 +30,8 @@ export interface ExecutionRecord {
 }
 
 /** One row of `sluice runs`. Counts come from the execution output (the Finish handler's RunRecord). */
-export interface RunRow {
-  readonly id: string;
-  readonly pipeline: string;
-  readonly trigger: string;
-  readonly status: ExecutionStatus;
-  readonly startedAt: string;
-  readonly stoppedAt: string | null;
+export interface RunRow
+  extends Pick<ExecutionRecord, 'id' | 'pipeline' | 'trigger' | 'status' | 'startedAt' | 'stoppedAt'> {
   readonly chunks: number | null;
   readonly rowsRead: number | null;
   readonly rowsLoaded: number | null;
