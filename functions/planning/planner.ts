@@ -97,14 +97,36 @@ async function resolveInputs(request: RunRequest, p: Pipeline, deps: PlannerDeps
   return listed;
 }
 
-/** Drops objects whose current version a previous run already loaded. */
-async function notYetLoaded(objects: ObjectInfo[], p: Pipeline, deps: PlannerDeps): Promise<ObjectInfo[]> {
+/**
+ * Drops objects whose current version a previous run already loaded and, for a scheduled
+ * run, those whose current version a run refused: one bad file fails one run (and notifies),
+ * not every night's. Uploading a new version, or a manual run naming it, tries it again.
+ */
+async function notYetLoaded(
+  objects: ObjectInfo[],
+  p: Pipeline,
+  deps: PlannerDeps,
+  skipRefused: boolean,
+): Promise<ObjectInfo[]> {
   const fresh: ObjectInfo[] = [];
   for (const o of objects) {
     const entry = await deps.store.getJson<LedgerEntry>(deps.config.workingBucket, layout.ledger(p.name, o.key));
-    if (entry?.version !== o.version) fresh.push(o);
+    if (entry?.version === o.version) continue;
+    if (skipRefused) {
+      const refused = await deps.store.getJson<RefusedEntry>(deps.config.workingBucket, layout.refused(p.name, o.key));
+      if (refused?.version === o.version) continue;
+    }
+    fresh.push(o);
   }
   return fresh;
+}
+
+/** An object version a run refused, and why. */
+export interface RefusedEntry {
+  readonly key: string;
+  readonly version: string;
+  readonly runId: string;
+  readonly reason: string;
 }
 
 /** Reads the first line of an object (decompressed), or less when the object has no newline early on. */
@@ -207,10 +229,19 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
   const p = deps.pipelines.get(request.pipeline) as Pipeline;
   const { store, config } = deps;
   const candidates = await resolveInputs(request, p, deps);
-  const inputs = await notYetLoaded(candidates, p, deps);
+  const inputs = await notYetLoaded(candidates, p, deps, request.trigger === 'schedule');
   const planned: PlannedObject[] = [];
   for (const o of inputs) {
-    const columns = await inspect(o, p, deps);
+    let columns: readonly string[] | undefined;
+    try {
+      columns = await inspect(o, p, deps);
+    } catch (error) {
+      if (error instanceof InputError) {
+        const refused: RefusedEntry = { key: o.key, version: o.version, runId, reason: error.message };
+        await store.putJson(config.workingBucket, layout.refused(p.name, o.key), refused);
+      }
+      throw error;
+    }
     planned.push(columns ? { ...o, columns } : o);
   }
   const chunkSize = config.chunkSizeOverride ?? p.processing.chunkSize;

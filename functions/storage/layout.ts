@@ -35,5 +35,7 @@ export const layout = {
   /** One marker per loaded input object: which version was loaded, by which run. */
   ledgerPrefix: (pipeline: string) => `loaded/${pipeline}/`,
   ledger: (pipeline: string, key: string) => `loaded/${pipeline}/${encodeURIComponent(key)}.json`,
+  /** Objects a run refused (wrong header, not gzip...): scheduled runs skip that version. */
+  refused: (pipeline: string, key: string) => `refused/${pipeline}/${encodeURIComponent(key)}.json`,
   setupMarker: (pipeline: string, hash: string) => `catalog/${pipeline}/${hash}.json`,
 } as const;

@@ -126,3 +126,23 @@ describe('decodeEventKey', () => {
     expect(decodeEventKey('access-logs/my+file%C3%A9.csv')).toBe('access-logs/my fileé.csv');
   });
 });
+
+describe('a refused file', () => {
+  it('fails its own run, then scheduled runs skip that version until it changes', async () => {
+    const store = new MemoryStore();
+    const config = testConfig();
+    const deps = { store, config, pipelines };
+    const good = [HEADER, logRow(1)].join('\n');
+    store.put('sluice-input', 'access-logs/bad.csv', 'name,price\napple,3\n');
+    store.put('sluice-input', 'access-logs/good.csv', good);
+    const scheduled = (runId: string) =>
+      plan({ request: { pipeline: 'access-logs', trigger: 'schedule' }, runId, startedAt: 'x' }, deps);
+
+    await expect(scheduled('night-1')).rejects.toThrow(/access-logs\/bad\.csv is not a CSV file/);
+    const next = await scheduled('night-2');
+    expect(next.inputs).toBe(1);
+
+    store.put('sluice-input', 'access-logs/bad.csv', good);
+    expect((await scheduled('night-3')).inputs).toBe(2);
+  });
+});
