@@ -22,6 +22,7 @@ import { parse } from 'csv-parse';
 import { writeSample } from '../demo/generate.ts';
 import type { Config } from '../functions/config.ts';
 import { loadPipelines, type Pipeline } from '../functions/pipeline/definition.ts';
+import { duckType } from '../functions/pipeline/duck-types.ts';
 import { splitIntoChunks } from '../functions/planning/planner.ts';
 import { createS3Client, S3ObjectStore } from '../functions/storage/s3-store.ts';
 import { processChunk } from '../functions/worker/worker.ts';
@@ -77,14 +78,7 @@ async function runCase(name: string): Promise<Measurement> {
   } else if (name === 'duckdb') {
     const instance = await DuckDBInstance.create(':memory:', { threads: String(threads) });
     const c = await instance.connect();
-    const types: Record<string, string> = {
-      string: 'VARCHAR',
-      integer: 'INTEGER',
-      bigint: 'BIGINT',
-      double: 'DOUBLE',
-      timestamptz: 'TIMESTAMPTZ',
-    };
-    const columns = pipeline.schema.map((col) => `'${col.name}': '${types[col.type]}'`).join(', ');
+    const columns = pipeline.schema.map((col) => `'${col.name}': '${duckType(col)}'`).join(', ');
     const out = join(dir, 'duckdb.parquet');
     const reader = await c.runAndReadAll(
       `COPY (SELECT * FROM read_csv('${file}', header = true, auto_detect = false, columns = {${columns}}, ignore_errors = true))

@@ -6,21 +6,8 @@
  */
 import { DuckDBInstance } from '@duckdb/node-api';
 import { DefinitionError } from '../errors.ts';
-import { duckType } from '../worker/worker.ts';
-import { type Column, LINEAGE_COLUMNS, type Pipeline } from './definition.ts';
-
-const TABLE_DUCK_TYPES: Record<string, string> = {
-  string: 'VARCHAR',
-  integer: 'INTEGER',
-  bigint: 'BIGINT',
-  double: 'DOUBLE',
-  boolean: 'BOOLEAN',
-  date: 'DATE',
-  timestamp: 'TIMESTAMP',
-};
-
-const tableDuckType = (c: Column) =>
-  c.type === 'decimal' ? `DECIMAL(${c.precision},${c.scale})` : TABLE_DUCK_TYPES[c.type];
+import { LINEAGE_COLUMNS, type Pipeline } from './definition.ts';
+import { duckType } from './duck-types.ts';
 
 export async function checkTransforms(pipelines: Iterable<Pipeline>): Promise<void> {
   const instance = await DuckDBInstance.create(':memory:', { autoload_known_extensions: 'false' });
@@ -36,7 +23,7 @@ export async function checkTransforms(pipelines: Iterable<Pipeline>): Promise<vo
 async function checkTransform(connection: Awaited<ReturnType<DuckDBInstance['connect']>>, p: Pipeline): Promise<void> {
   const inputColumns = [
     ...p.schema.map((c) => `"${c.name}" ${duckType(c)}`),
-    ...LINEAGE_COLUMNS.map((c) => `${c.name} ${TABLE_DUCK_TYPES[c.type]}`),
+    ...LINEAGE_COLUMNS.map((c) => `${c.name} ${duckType(c)}`),
   ];
   await connection.run(`CREATE OR REPLACE TEMP TABLE input (${inputColumns.join(', ')})`);
   let described: { name: string; type: string }[];
@@ -52,7 +39,7 @@ async function checkTransform(connection: Awaited<ReturnType<DuckDBInstance['con
   const problems: string[] = [];
   for (const col of expected) {
     const found = described.find((d) => d.name === col.name);
-    const want = tableDuckType(col)?.replaceAll(' ', '');
+    const want = duckType(col).replaceAll(' ', '');
     if (!found) problems.push(`it returns no column ${col.name}`);
     else if (found.type.replaceAll(' ', '') !== want)
       problems.push(`${col.name} is ${found.type}, the table wants ${want}`);

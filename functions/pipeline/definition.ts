@@ -5,22 +5,6 @@ import { z } from 'zod';
 import { DefinitionError } from '../errors.ts';
 import { parseByteSize } from './size.ts';
 
-/**
- * Input column types, as the worker parses them. `timestamptz` needs a zone or `Z` and is
- * normalised to UTC; `decimal` needs `precision` and `scale`; `json` keeps a JSON value as text.
- */
-export const INPUT_TYPES = [
-  'string',
-  'integer',
-  'bigint',
-  'double',
-  'decimal',
-  'boolean',
-  'date',
-  'timestamp',
-  'timestamptz',
-  'json',
-] as const;
 /** Warehouse column types (Athena/Iceberg names; DuckDB accepts the same names). */
 export const TABLE_TYPES = [
   'string',
@@ -32,6 +16,12 @@ export const TABLE_TYPES = [
   'date',
   'timestamp',
 ] as const;
+/**
+ * Input column types, as the worker parses them: the table's, plus `timestamptz` (needs a
+ * zone or `Z`, normalised to UTC) and `json` (a JSON value kept as text). `decimal` needs
+ * `precision` and `scale`.
+ */
+export const INPUT_TYPES = [...TABLE_TYPES, 'timestamptz', 'json'] as const;
 
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier (a-z, 0-9, _)');
 const column = <T extends readonly [string, ...string[]]>(types: T) =>

@@ -11,7 +11,8 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Config } from '../config.ts';
 import type { Chunk, ChunkPart, ChunkResult, PartResult } from '../contracts.ts';
 import { VerifyError } from '../errors.ts';
-import { type Column, type InputType, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
+import { type Column, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
+import { duckType } from '../pipeline/duck-types.ts';
 import { literal } from '../pipeline/sql.ts';
 import { layout } from '../storage/layout.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
@@ -35,23 +36,6 @@ const q = (name: string) => `"${name}"`;
 
 /** Guards json_type: DuckDB evaluates it even where json_valid is false, and it throws on invalid JSON. */
 const IS_OBJECT = "CASE WHEN json_valid(__doc) THEN json_type(__doc) = 'OBJECT' ELSE false END";
-
-const DUCK_TYPES: Record<InputType, string> = {
-  string: 'VARCHAR',
-  integer: 'INTEGER',
-  bigint: 'BIGINT',
-  double: 'DOUBLE',
-  decimal: 'DECIMAL',
-  boolean: 'BOOLEAN',
-  date: 'DATE',
-  timestamp: 'TIMESTAMP',
-  timestamptz: 'TIMESTAMPTZ',
-  json: 'JSON',
-};
-
-export function duckType(col: Column): string {
-  return col.type === 'decimal' ? `DECIMAL(${col.precision}, ${col.scale})` : DUCK_TYPES[col.type as InputType];
-}
 
 interface Check {
   readonly expected: string;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Config } from '../../functions/config.ts';
 import { loadPipelines, type Pipeline } from '../../functions/pipeline/definition.ts';
 
-export const HEADER = 'event_time,user_id,session_id,method,path,status,bytes_sent,latency_ms,user_agent,country';
+export { HEADER } from '../../demo/generate.ts';
 
 export const pipelines = loadPipelines(join(import.meta.dirname, '../../pipelines'));
 export const accessLogs = pipelines.get('access-logs') as Pipeline;
