@@ -25,7 +25,12 @@ export type Compression = 'none' | 'gzip' | 'zstd';
 /** One byte range of one input object. `end` is exclusive; lines are owned by the chunk holding their first byte. */
 export interface ChunkPart {
   readonly key: string;
-  /** ETag (or version id): with key and byte offset, the identity of a row. */
+  /**
+   * The object version's identity: its ETag, unquoted. ListObjectsV2, HeadObject and GetObject
+   * all return it, on versioned and unversioned buckets alike (a VersionId comes from Head/Get
+   * only), so the planner, the ledger, lineage and rejects all see one identity. Workers read
+   * with `If-Match` on it, so a version replaced mid-run is never read under the old identity.
+   */
   readonly version: string;
   readonly size: number;
   readonly start: number;
@@ -41,6 +46,12 @@ export interface Chunk {
   readonly pipeline: string;
   readonly index: number;
   readonly parts: readonly ChunkPart[];
+  /**
+   * The header's columns, once for the whole chunk (every part of a chunk has the same
+   * header): lets chunks that start mid-file map columns by name. The planner writes it here
+   * rather than in each part, to keep a manifest item small.
+   */
+  readonly columns?: readonly string[];
 }
 
 /** The state after Plan (the Plan function's result). */
@@ -69,7 +80,7 @@ export interface PartResult {
   readonly lines: number;
 }
 
-/** Written by a worker to `runs/<pipeline>/<runId>/chunks/<index>.json`, and returned. */
+/** Written by a worker to `runs/<pipeline>/<runId>/chunks/<index>.json` (the worker returns only a {@link ChunkSummary}). */
 export interface ChunkResult {
   readonly index: number;
   readonly rowsRead: number;
@@ -79,6 +90,17 @@ export interface ChunkResult {
   readonly parts: readonly PartResult[];
   readonly stagingKey: string | null;
   readonly rejectsKey: string | null;
+}
+
+/**
+ * What the Work handler returns: a few bounded numbers. Each child's output is capped at
+ * 256 KiB and goes to the Map Run's results, so the full {@link ChunkResult} stays in S3.
+ */
+export interface ChunkSummary {
+  readonly index: number;
+  readonly rowsRead: number;
+  readonly rowsStaged: number;
+  readonly rowsRejected: number;
 }
 
 export interface RunSummary {
@@ -91,10 +113,18 @@ export interface RunSummary {
   readonly days: readonly string[];
 }
 
-/** The Verify function's result, kept at `$.verify`. */
+/** Which step a statement belongs to: table DDL, the MERGEs of staging, derived tables, table maintenance. */
+export type StatementStep = 'setup' | 'load' | 'derive' | 'maintain';
+
+/** One Athena statement of the Load state (an item of its inline Map; the ASL reads `$.sql`). */
+export interface Statement {
+  readonly step: StatementStep;
+  readonly sql: string;
+}
+
+/** The Verify function's result, kept at `$.verify`: the statements run in order, then the summary. */
 export interface VerifyResult {
-  readonly load: readonly string[];
-  readonly derive: readonly string[];
+  readonly statements: readonly Statement[];
   readonly summary: RunSummary;
 }
 
