@@ -8,6 +8,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { DefinitionError } from '../errors.ts';
 import { LINEAGE_COLUMNS, type Pipeline } from './definition.ts';
 import { duckType } from './duck-types.ts';
+import { quoteIdentifier } from './sql.ts';
 
 export async function checkTransforms(pipelines: Iterable<Pipeline>): Promise<void> {
   const instance = await DuckDBInstance.create(':memory:', { autoload_known_extensions: 'false' });
@@ -21,10 +22,8 @@ export async function checkTransforms(pipelines: Iterable<Pipeline>): Promise<vo
 }
 
 async function checkTransform(connection: Awaited<ReturnType<DuckDBInstance['connect']>>, p: Pipeline): Promise<void> {
-  const inputColumns = [
-    ...p.schema.map((c) => `"${c.name}" ${duckType(c)}`),
-    ...LINEAGE_COLUMNS.map((c) => `${c.name} ${duckType(c)}`),
-  ];
+  // Quoted: a column may be called date, user, order or timestamp.
+  const inputColumns = [...p.schema, ...LINEAGE_COLUMNS].map((c) => `${quoteIdentifier(c.name)} ${duckType(c)}`);
   await connection.run(`CREATE OR REPLACE TEMP TABLE input (${inputColumns.join(', ')})`);
   let described: { name: string; type: string }[];
   try {

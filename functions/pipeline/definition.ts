@@ -176,8 +176,14 @@ export function parsePipeline(text: string, file: string): Pipeline {
 function checkConsistency(p: Pipeline): void {
   const problems: string[] = [];
   const tableColumns = new Set(p.table.columns.map((c) => c.name));
-  if (!tableColumns.has(p.table.partitionDay)) {
+  const partitionColumn = p.table.columns.find((c) => c.name === p.table.partitionDay);
+  if (!partitionColumn) {
     problems.push(`table.partitionDay "${p.table.partitionDay}" is not a column of table ${p.table.name}`);
+  } else if (partitionColumn.type !== 'date' && partitionColumn.type !== 'timestamp') {
+    // Iceberg's day() transform, and the loads' partition predicates, need a date or a timestamp.
+    problems.push(
+      `table.partitionDay "${p.table.partitionDay}" is a ${partitionColumn.type} column of table ${p.table.name}; it must be a date or a timestamp`,
+    );
   }
   for (const lineage of LINEAGE_COLUMNS) {
     if (tableColumns.has(lineage.name)) problems.push(`table column "${lineage.name}" is reserved for lineage`);
