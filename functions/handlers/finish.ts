@@ -1,7 +1,6 @@
-import type { RunRecord } from '../contracts.ts';
-import { type FinishedRun, finish } from '../run/finish.ts';
+import { type FinishedRun, type FinishOutput, finish } from '../run/finish.ts';
 import { config, pipelines, store } from './shared.ts';
 
 /** Finish state: mark inputs loaded, record the run, clean staging. */
-export const handler = (event: { run: FinishedRun }): Promise<RunRecord> =>
+export const handler = (event: { run: FinishedRun }): Promise<FinishOutput> =>
   finish(event.run, { store, config, pipelines, now: () => new Date() });

@@ -4,6 +4,6 @@ import { config, pipelines, store } from './shared.ts';
 
 const today = () => new Date().toISOString().slice(0, 10);
 
-/** Verify state: check every chunk is accounted for; return the load and derive SQL. */
+/** Verify state: check every chunk is accounted for; return the statements to run (setup, load, derive, maintain). */
 export const handler = (event: { run: RunState }): Promise<VerifyResult> =>
   verify(event.run, { store, config, pipelines, today });

@@ -3,14 +3,19 @@
  * the pipeline's format, splits them into chunks, and writes the manifest that the
  * Distributed Map reads. It returns a small summary: the chunk list stays in S3.
  */
+import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Config } from '../config.ts';
-import type { Chunk, ChunkPart, PlanEvent, RunRecord, RunRequest, RunState } from '../contracts.ts';
+import type { Chunk, ChunkPart, Compression, PlanEvent, RunRecord, RunRequest, RunState } from '../contracts.ts';
 import { InputError, RequestError } from '../errors.ts';
+import { keyHash, markRefused, type RefusedEntry, readLedger } from '../ledger/ledger.ts';
+import { readAppliedTables } from '../pipeline/applied-tables.ts';
 import { matchesInput, type Pipeline } from '../pipeline/definition.ts';
-import { setupHash, setupStatements } from '../pipeline/sql.ts';
+import { needsSetup, setupStatementsFor } from '../pipeline/evolution.ts';
+import { setupHash } from '../pipeline/sql.ts';
+import { mapLimit, S3_PARALLELISM } from '../storage/concurrency.ts';
 import { assertRunId, layout } from '../storage/layout.ts';
 import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
-import { checkMagic, compressionOf, decompress } from '../worker/compression.ts';
+import { checkMagic, compressionOf } from '../worker/compression.ts';
 import { checkHeader } from '../worker/header.ts';
 
 export interface PlannerDeps {
@@ -19,19 +24,13 @@ export interface PlannerDeps {
   readonly pipelines: ReadonlyMap<string, Pipeline>;
 }
 
-/** What a ledger entry says: this version of this key was loaded by that run. */
-export interface LedgerEntry {
-  readonly key: string;
-  readonly version: string;
-  readonly runId: string;
-  readonly loadedAt: string;
-}
-
 /** Objects planned for a run, kept beside the manifest for Finish to mark loaded. */
 export type RunInputs = readonly ObjectInfo[];
 
-/** How much of an object the planner reads to check its header. */
+/** How much of an object the planner reads to check its header (compressed bytes, for a compressed one). */
 const HEADER_PROBE_BYTES = 64 * 1024;
+/** How much it reads of a compressed object without a header: its codec's magic number. */
+const MAGIC_PROBE_BYTES = 8;
 
 export function validateRequest(event: PlanEvent, pipelines: ReadonlyMap<string, Pipeline>): RunRequest {
   const request = event?.request as Partial<RunRequest> | undefined;
@@ -101,6 +100,7 @@ async function resolveInputs(request: RunRequest, p: Pipeline, deps: PlannerDeps
  * Drops objects whose current version a previous run already loaded and, for a scheduled
  * run, those whose current version a run refused: one bad file fails one run (and notifies),
  * not every night's. Uploading a new version, or a manual run naming it, tries it again.
+ * The ledger is read with one listing per prefix, not one request per object.
  */
 async function notYetLoaded(
   objects: ObjectInfo[],
@@ -108,74 +108,157 @@ async function notYetLoaded(
   deps: PlannerDeps,
   skipRefused: boolean,
 ): Promise<ObjectInfo[]> {
-  const fresh: ObjectInfo[] = [];
-  for (const o of objects) {
-    const entry = await deps.store.getJson<LedgerEntry>(deps.config.workingBucket, layout.ledger(p.name, o.key));
-    if (entry?.version === o.version) continue;
-    if (skipRefused) {
-      const refused = await deps.store.getJson<RefusedEntry>(deps.config.workingBucket, layout.refused(p.name, o.key));
-      if (refused?.version === o.version) continue;
-    }
-    fresh.push(o);
-  }
-  return fresh;
+  if (objects.length === 0) return [];
+  const { store, config } = deps;
+  const keys = objects.map((o) => o.key);
+  const [loaded, refused] = await Promise.all([
+    readLedger(store, config.workingBucket, p.name, 'loaded', keys),
+    skipRefused ? readLedger(store, config.workingBucket, p.name, 'refused', keys) : undefined,
+  ]);
+  return objects.filter((o) => {
+    const hash = keyHash(o.key);
+    return !loaded.hasHash(hash, o.version) && !refused?.hasHash(hash, o.version);
+  });
 }
 
-/** An object version a run refused, and why. */
-export interface RefusedEntry {
-  readonly key: string;
-  readonly version: string;
-  readonly runId: string;
-  readonly reason: string;
-}
-
-/** Reads the first line of an object (decompressed), or less when the object has no newline early on. */
-async function firstLine(o: ObjectInfo, p: Pipeline, deps: PlannerDeps, where: string): Promise<Buffer> {
-  const compression = compressionOf(o.key);
-  let head: Buffer;
-  if (compression === 'none') {
-    head = await deps.store.getBytes(deps.config.inputBucket, o.key, 0, Math.min(o.size, HEADER_PROBE_BYTES));
-  } else {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    const source = (await deps.store.getStream(deps.config.inputBucket, o.key)) as AsyncIterable<Buffer>;
-    for await (const b of decompress(source, compression, p.input.maxDecompressionRatio, where)) {
-      chunks.push(b);
+/**
+ * Decompresses the first bytes of a gzip or zstd object, as far as they go: enough for
+ * its first line. A prefix ends mid-stream, so "unexpected end of file" is expected then.
+ */
+async function inflatePrefix(
+  prefix: Buffer,
+  compression: Exclude<Compression, 'none'>,
+  whole: boolean,
+  where: string,
+): Promise<Buffer> {
+  const codec = compression === 'gzip' ? createGunzip() : createZstdDecompress();
+  const out: Buffer[] = [];
+  let total = 0;
+  return new Promise<Buffer>((resolve, reject) => {
+    const done = (error?: Error) => {
+      codec.removeAllListeners();
+      codec.on('error', () => {});
+      codec.destroy();
+      const head = Buffer.concat(out);
+      const truncated = !whole && /unexpected end of file/i.test(error?.message ?? '');
+      if (error && !head.includes(0x0a) && !truncated) {
+        reject(new InputError(`${where} is not a valid ${compression} file: ${error.message}`, { cause: error }));
+      } else {
+        resolve(head);
+      }
+    };
+    codec.on('data', (b: Buffer) => {
+      out.push(b);
       total += b.length;
-      if (b.includes(0x0a) || total >= HEADER_PROBE_BYTES) break;
-    }
-    head = Buffer.concat(chunks);
-  }
+      if (b.includes(0x0a) || total >= HEADER_PROBE_BYTES) done();
+    });
+    codec.on('error', done);
+    codec.on('end', () => done());
+    codec.end(prefix);
+  });
+}
+
+/** The first line of `head`, without its line ending. */
+function lineOf(head: Buffer): Buffer {
   const nl = head.indexOf(0x0a);
   const line = head.subarray(0, nl < 0 ? head.length : nl);
   return line.at(-1) === 0x0d ? line.subarray(0, -1) : line;
 }
 
 /**
- * Checks an object before any worker starts: a compressed one must really be
- * compressed, and a file with a header must have the pipeline's columns. Returns
- * the header's columns (undefined when the format has no header).
+ * Checks an object before any worker starts, with ONE ranged GET of its first bytes (on
+ * the planned version, `If-Match`): a compressed one must really be compressed, and a
+ * file with a header must have the pipeline's columns. Returns the header's columns
+ * (undefined when the format has no header).
  */
 async function inspect(o: ObjectInfo, p: Pipeline, deps: PlannerDeps): Promise<readonly string[] | undefined> {
   if (o.size === 0) return undefined;
   const where = `s3://${deps.config.inputBucket}/${o.key}`;
   const compression = compressionOf(o.key);
-  if (compression !== 'none') {
-    checkMagic(compression, await deps.store.getBytes(deps.config.inputBucket, o.key, 0, Math.min(o.size, 8)), where);
-  }
-  if (!p.input.header || p.input.format === 'jsonl') return undefined;
-  const line = await firstLine(o, p, deps, where);
+  const hasHeader = p.input.header && p.input.format !== 'jsonl';
+  if (compression === 'none' && !hasHeader) return undefined;
+  const length = Math.min(o.size, hasHeader ? HEADER_PROBE_BYTES : MAGIC_PROBE_BYTES);
+  const probe = await deps.store.getBytes(deps.config.inputBucket, o.key, 0, length, o.version);
+  checkMagic(compression, probe, where);
+  if (!hasHeader) return undefined;
+  const head = compression === 'none' ? probe : await inflatePrefix(probe, compression, length >= o.size, where);
+  const line = lineOf(head);
   return line.length > 0 ? checkHeader(p, line, where) : undefined;
+}
+
+/**
+ * Inspects every object (bounded parallelism). Every refused object gets a refused
+ * marker, then the run fails naming the first (and how many others).
+ */
+async function inspectAll(
+  objects: readonly ObjectInfo[],
+  p: Pipeline,
+  deps: PlannerDeps,
+  runId: string,
+): Promise<PlannedObject[]> {
+  type Outcome = { readonly planned: PlannedObject } | { readonly refused: InputError };
+  const outcomes = await mapLimit(objects, S3_PARALLELISM, async (o): Promise<Outcome> => {
+    try {
+      const columns = await inspect(o, p, deps);
+      return { planned: columns ? { ...o, columns } : o };
+    } catch (error) {
+      if (error instanceof InputError) return { refused: error };
+      throw error;
+    }
+  });
+  const planned: PlannedObject[] = [];
+  const refused: RefusedEntry[] = [];
+  const errors: InputError[] = [];
+  for (const [i, outcome] of outcomes.entries()) {
+    if ('planned' in outcome) {
+      planned.push(outcome.planned);
+      continue;
+    }
+    const o = objects[i] as ObjectInfo;
+    refused.push({ key: o.key, version: o.version, runId, reason: outcome.refused.message });
+    errors.push(outcome.refused);
+  }
+  const [first] = errors;
+  if (first) {
+    await markRefused(deps.store, deps.config.workingBucket, p.name, refused);
+    if (errors.length === 1) throw first;
+    throw new InputError(
+      `${first.message} (and ${errors.length - 1} more refused objects: ${refused
+        .slice(1, 11)
+        .map((r) => r.key)
+        .join(', ')}${errors.length > 11 ? ', ...' : ''})`,
+      { cause: first },
+    );
+  }
+  return planned;
 }
 
 /** An object to split, with its header's columns. */
 export type PlannedObject = ObjectInfo & { readonly columns?: readonly string[] };
 
 /**
+ * Largest serialized manifest item (one chunk, the input of one Distributed Map child).
+ * Step Functions caps a child execution's input, like any state's input, at 256 KiB
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html); half of it
+ * leaves room for what the Map and the Lambda integration wrap around the item.
+ */
+export const MAX_CHUNK_JSON_BYTES = 128 * 1024;
+
+/**
+ * Most parts (objects) in one bin-packed chunk. A worker reads its parts one after another
+ * (a GET of some 20 ms each: 500 are 10 s of the Work function's 120 s) and its lineage
+ * SQL has one CASE branch per part.
+ */
+export const MAX_PARTS_PER_CHUNK = 500;
+
+const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value), 'utf8');
+
+/**
  * Splits objects into chunks: splittable objects into line-aligned byte ranges of
  * `chunkSize`, compressed or non-splittable ones whole, and small ones bin-packed
- * together up to `chunkSize` (only objects with the same header share a chunk).
- * Empty objects produce no chunk.
+ * together up to `chunkSize` (only objects with the same header share a chunk), at most
+ * {@link MAX_PARTS_PER_CHUNK} parts and {@link MAX_CHUNK_JSON_BYTES} of JSON per chunk.
+ * The header's columns are stored once per chunk. Empty objects produce no chunk.
  */
 export function splitIntoChunks(
   objects: readonly PlannedObject[],
@@ -183,44 +266,75 @@ export function splitIntoChunks(
   chunkSize: number,
   runId: string,
 ): Chunk[] {
-  const groups: ChunkPart[][] = [];
-  const bins = new Map<string, { parts: ChunkPart[]; bytes: number }>();
+  interface Group {
+    readonly parts: ChunkPart[];
+    readonly columns?: readonly string[];
+    bytes: number;
+    json: number;
+  }
+  const groups: Group[] = [];
+  const bins = new Map<string, Group>();
+  /** The JSON of a chunk with no parts (the index at its widest). */
+  const emptyJson = (columns?: readonly string[]) =>
+    jsonBytes({ runId, pipeline: p.name, index: 99_999_999, parts: [], ...(columns ? { columns } : {}) });
+  const open = (columns?: readonly string[]): Group => ({
+    parts: [],
+    ...(columns ? { columns } : {}),
+    bytes: 0,
+    json: emptyJson(columns),
+  });
   for (const o of objects) {
     if (o.size === 0) continue;
     const compression = compressionOf(o.key);
-    const whole: ChunkPart = {
-      key: o.key,
-      version: o.version,
-      size: o.size,
-      start: 0,
-      end: o.size,
-      compression,
-      ...(o.columns ? { columns: o.columns } : {}),
-    };
+    const whole: ChunkPart = { key: o.key, version: o.version, size: o.size, start: 0, end: o.size, compression };
+    // A part's JSON, plus the comma before it; a range's start/end are no wider than its size.
+    const partJson = jsonBytes(whole) + 1;
+    if (emptyJson(o.columns) + partJson > MAX_CHUNK_JSON_BYTES) {
+      throw new InputError(
+        `input object ${o.key} cannot be planned: its part of a manifest item takes ${emptyJson(o.columns) + partJson} bytes of JSON ` +
+          `(key of ${Buffer.byteLength(o.key)} bytes${o.columns ? `, header of ${o.columns.length} columns` : ''}), ` +
+          `more than the ${MAX_CHUNK_JSON_BYTES} bytes a Distributed Map item may take; shorten its key or header`,
+      );
+    }
     const splittable = compression === 'none' && p.input.splittable;
     if (o.size > chunkSize || !splittable) {
-      if (splittable) {
-        for (let start = 0; start < o.size; start += chunkSize) {
-          groups.push([{ ...whole, start, end: Math.min(o.size, start + chunkSize) }]);
-        }
-      } else {
-        groups.push([whole]);
+      const ranges: [number, number][] = [];
+      if (splittable)
+        for (let start = 0; start < o.size; start += chunkSize)
+          ranges.push([start, Math.min(o.size, start + chunkSize)]);
+      else ranges.push([0, o.size]);
+      for (const [start, end] of ranges) {
+        const g = open(o.columns);
+        g.parts.push({ ...whole, start, end });
+        groups.push(g);
       }
       continue;
     }
     const signature = o.columns?.join('\n') ?? '';
     let bin = bins.get(signature);
-    if (bin && bin.bytes + o.size > chunkSize) {
-      groups.push(bin.parts);
+    if (
+      bin &&
+      (bin.bytes + o.size > chunkSize ||
+        bin.parts.length >= MAX_PARTS_PER_CHUNK ||
+        bin.json + partJson > MAX_CHUNK_JSON_BYTES)
+    ) {
+      groups.push(bin);
       bin = undefined;
     }
-    bin ??= { parts: [], bytes: 0 };
+    bin ??= open(o.columns);
     bin.parts.push(whole);
     bin.bytes += o.size;
+    bin.json += partJson;
     bins.set(signature, bin);
   }
-  for (const bin of bins.values()) groups.push(bin.parts);
-  return groups.map((parts, index) => ({ runId, pipeline: p.name, index, parts }));
+  for (const bin of bins.values()) groups.push(bin);
+  return groups.map((g, index) => ({
+    runId,
+    pipeline: p.name,
+    index,
+    parts: g.parts,
+    ...(g.columns ? { columns: g.columns } : {}),
+  }));
 }
 
 export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunState> {
@@ -230,32 +344,15 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
   const { store, config } = deps;
   const candidates = await resolveInputs(request, p, deps);
   const inputs = await notYetLoaded(candidates, p, deps, request.trigger === 'schedule');
-  const planned: PlannedObject[] = [];
-  for (const o of inputs) {
-    let columns: readonly string[] | undefined;
-    try {
-      columns = await inspect(o, p, deps);
-    } catch (error) {
-      if (error instanceof InputError) {
-        const refused: RefusedEntry = { key: o.key, version: o.version, runId, reason: error.message };
-        await store.putJson(config.workingBucket, layout.refused(p.name, o.key), refused);
-      }
-      throw error;
-    }
-    planned.push(columns ? { ...o, columns } : o);
-  }
+  const planned = await inspectAll(inputs, p, deps, runId);
   const chunkSize = config.chunkSizeOverride ?? p.processing.chunkSize;
   const chunks = splitIntoChunks(planned, p, chunkSize, runId);
   const manifest = { bucket: config.workingBucket, key: layout.manifest(p.name, runId) };
-  await store.putJson(manifest.bucket, manifest.key, chunks);
-  await store.putJson(
-    config.workingBucket,
-    `${layout.runFolder(p.name, runId)}inputs.json`,
-    inputs satisfies RunInputs,
-  );
-  const statements = setupStatements(p, config);
+  // CREATE TABLE IF NOT EXISTS does nothing to an existing table: columns appended to the definition
+  // since the last setup become ALTER TABLE ... ADD COLUMNS; any other change fails here, naming them.
+  const applied = await readAppliedTables(store, config.workingBucket, p.name);
+  const statements = setupStatementsFor(p, config, applied);
   const hash = setupHash(statements);
-  const setupDone = (await store.head(config.workingBucket, layout.setupMarker(p.name, hash))) !== undefined;
   const record: RunRecord = {
     id: runId,
     pipeline: p.name,
@@ -266,7 +363,12 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
     inputKeys: inputs.map((o) => o.key),
     chunks: chunks.length,
   };
-  await store.putJson(config.workingBucket, layout.runRecord(p.name, runId), record);
+  const [setupMarker] = await Promise.all([
+    store.head(config.workingBucket, layout.setupMarker(p.name, hash)),
+    store.putJson(manifest.bucket, manifest.key, chunks),
+    store.putJson(config.workingBucket, layout.runInputs(p.name, runId), inputs satisfies RunInputs),
+    store.putJson(config.workingBucket, layout.runRecord(p.name, runId), record),
+  ]);
   return {
     runId,
     pipeline: p.name,
@@ -278,7 +380,7 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
     bytes: inputs.reduce((sum, o) => sum + o.size, 0),
     maxConcurrency: p.processing.maxConcurrency,
     toleratedFailurePercentage: p.processing.toleratedFailurePercentage,
-    setup: setupDone ? [] : statements,
+    setup: setupMarker !== undefined && !needsSetup(p, applied) ? [] : statements,
     setupHash: hash,
   };
 }

@@ -1,11 +1,15 @@
 /**
  * Finish: the run has loaded. Mark its inputs loaded (so later runs skip them),
- * record the run, note that the DDL ran, and clean staging.
+ * record the run, note that the DDL ran, and clean staging. Every step is idempotent,
+ * and S3 requests run with bounded parallelism: a run of 100,000 inputs writes 100,000
+ * ledger markers.
  */
 import type { Config } from '../config.ts';
 import type { RunRecord, RunState, VerifyResult } from '../contracts.ts';
+import { markLoaded } from '../ledger/ledger.ts';
+import { recordAppliedTables } from '../pipeline/applied-tables.ts';
 import type { Pipeline } from '../pipeline/definition.ts';
-import type { LedgerEntry, RunInputs } from '../planning/planner.ts';
+import type { RunInputs } from '../planning/planner.ts';
 import { layout } from '../storage/layout.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { runPipeline } from './run-state.ts';
@@ -19,17 +23,19 @@ export interface FinishDeps {
 
 export type FinishedRun = RunState & { readonly verify: VerifyResult };
 
-export async function finish(run: FinishedRun, deps: FinishDeps): Promise<RunRecord> {
+/**
+ * The execution's output: the run record without its input keys. The output of a state is
+ * capped at 256 KiB (an uncatchable States.DataLimitExceeded past it), and a scheduled run may
+ * have 100,000 inputs; the keys stay in the record in S3.
+ */
+export type FinishOutput = Omit<RunRecord, 'inputKeys'>;
+
+export async function finish(run: FinishedRun, deps: FinishDeps): Promise<FinishOutput> {
   const p = runPipeline(run, deps.pipelines);
   const { store, config } = deps;
   const stoppedAt = deps.now().toISOString();
-  const inputs =
-    (await store.getJson<RunInputs>(config.workingBucket, `${layout.runFolder(p.name, run.runId)}inputs.json`)) ?? [];
-  for (const o of inputs) {
-    const entry: LedgerEntry = { key: o.key, version: o.version, runId: run.runId, loadedAt: stoppedAt };
-    await store.putJson(config.workingBucket, layout.ledger(p.name, o.key), entry);
-  }
-  await store.putJson(config.workingBucket, layout.setupMarker(p.name, run.setupHash), { runId: run.runId });
+  const inputs = (await store.getJson<RunInputs>(config.workingBucket, layout.runInputs(p.name, run.runId))) ?? [];
+  await markLoaded(store, config.workingBucket, p.name, inputs, run.runId, stoppedAt);
   const record: RunRecord = {
     id: run.runId,
     pipeline: p.name,
@@ -40,9 +46,14 @@ export async function finish(run: FinishedRun, deps: FinishDeps): Promise<RunRec
     inputKeys: inputs.map((o) => o.key),
     ...run.verify.summary,
   };
-  await store.putJson(config.workingBucket, layout.runRecord(p.name, run.runId), record);
-  // Staging is only needed until the MERGE has committed; rejects stay in the run's folder.
-  await store.deletePrefix(config.workingBucket, layout.stagingRun(p.name, run.runId));
-  await store.deletePrefix(config.workingBucket, layout.rejectsRun(p.name, run.runId));
-  return record;
+  await Promise.all([
+    store.putJson(config.workingBucket, layout.setupMarker(p.name, run.setupHash), { runId: run.runId }),
+    recordAppliedTables(store, config.workingBucket, p),
+    store.putJson(config.workingBucket, layout.runRecord(p.name, run.runId), record),
+    // Staging is only needed until the MERGE has committed; rejects stay in the run's folder.
+    store.deletePrefix(config.workingBucket, layout.stagingRun(p.name, run.runId)),
+    store.deletePrefix(config.workingBucket, layout.rejectsRun(p.name, run.runId)),
+  ]);
+  const { inputKeys: _keys, ...output } = record;
+  return output;
 }

@@ -1,15 +1,17 @@
 /**
  * Verify: every chunk of the manifest is accounted for, and in each, rows read =
  * rows staged + rows rejected. Numbers rejected lines within their files, and returns
- * the load and derive statements for the state machine to send to Athena.
+ * the statements for the state machine's Load map to send to Athena, in order: the
+ * run's setup DDL, the loads, the derives, and (scheduled runs) table maintenance.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
-import type { Chunk, ChunkResult, RunState, VerifyResult } from '../contracts.ts';
+import type { Chunk, ChunkResult, RunState, Statement, StatementStep, VerifyResult } from '../contracts.ts';
 import { VerifyError } from '../errors.ts';
 import type { Pipeline } from '../pipeline/definition.ts';
-import { deriveStatements, literal, loadStatements } from '../pipeline/sql.ts';
+import { deriveStatements, literal, loadStatements, maintenanceStatements } from '../pipeline/sql.ts';
+import { mapLimit, S3_PARALLELISM } from '../storage/concurrency.ts';
 import { layout } from '../storage/layout.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { withConnection } from '../worker/duckdb.ts';
@@ -35,10 +37,9 @@ export async function verify(run: RunState, deps: VerifyDeps): Promise<VerifyRes
   const { store, config } = deps;
   const chunks = (await store.getJson<Chunk[]>(run.manifest.bucket, run.manifest.key)) ?? [];
   const results = new Map<number, ChunkResult>();
-  for (const o of await store.list(config.workingBucket, layout.chunkResultsPrefix(p.name, run.runId))) {
-    const r = await store.getJson<ChunkResult>(config.workingBucket, o.key);
-    if (r) results.set(r.index, r);
-  }
+  const listed = await store.list(config.workingBucket, layout.chunkResultsPrefix(p.name, run.runId));
+  const read = await mapLimit(listed, S3_PARALLELISM, (o) => store.getJson<ChunkResult>(config.workingBucket, o.key));
+  for (const r of read) if (r) results.set(r.index, r);
   const missing = chunks.filter((c) => !results.has(c.index)).map((c) => c.index);
   const allowed = Math.floor((chunks.length * run.toleratedFailurePercentage) / 100);
   if (missing.length > allowed) {
@@ -74,9 +75,18 @@ export async function verify(run: RunState, deps: VerifyDeps): Promise<VerifyRes
   }
   if (rowsRejected > 0) await numberRejects(run, p, ok, deps);
   const deriveDays = run.trigger === 'schedule' ? [...new Set([...days, previousDay(deps.today())])].sort() : days;
+  const step =
+    (name: StatementStep) =>
+    (sql: string): Statement => ({ step: name, sql });
+  const statements: Statement[] = [
+    ...(run.setup ?? []).map(step('setup')),
+    ...loadStatements(p, run.runId, days, days.length > 0, rowsRejected > 0).map(step('load')),
+    ...(deriveDays.length > 0 ? deriveStatements(p, deriveDays) : []).map(step('derive')),
+    // Compaction and snapshot expiry ride on the schedule: an upload's run stays a load.
+    ...(run.trigger === 'schedule' ? maintenanceStatements(p, deriveDays) : []).map(step('maintain')),
+  ];
   return {
-    load: loadStatements(p, run.runId, days, days.length > 0, rowsRejected > 0),
-    derive: deriveDays.length > 0 ? deriveStatements(p, deriveDays) : [],
+    statements,
     summary: {
       chunks: chunks.length,
       chunksFailed: missing.length,
@@ -97,7 +107,13 @@ async function numberRejects(run: RunState, p: Pipeline, results: ChunkResult[],
   const { store, config } = deps;
   const bases: string[] = [];
   const byKey = new Map<string, { start: number; lines: number }[]>();
-  for (const r of results) for (const part of r.parts) byKey.set(part.key, [...(byKey.get(part.key) ?? []), part]);
+  for (const r of results) {
+    for (const part of r.parts) {
+      const parts = byKey.get(part.key);
+      if (parts) parts.push(part);
+      else byKey.set(part.key, [part]);
+    }
+  }
   for (const [key, parts] of byKey) {
     let base = 0;
     for (const part of parts.sort((a, b) => a.start - b.start)) {
@@ -107,13 +123,12 @@ async function numberRejects(run: RunState, p: Pipeline, results: ChunkResult[],
   }
   const dir = await mkdtemp(join(config.tmpDir, `verify-${run.runId}-`));
   try {
-    const files: string[] = [];
-    for (const r of results) {
-      if (!r.rejectsKey) continue;
+    const withRejects = results.filter((r) => r.rejectsKey);
+    const files = await mapLimit(withRejects, S3_PARALLELISM, async (r) => {
       const file = join(dir, `${r.index}.parquet`);
-      await store.downloadFile(config.workingBucket, r.rejectsKey, file);
-      files.push(literal(file));
-    }
+      await store.downloadFile(config.workingBucket, r.rejectsKey as string, file);
+      return literal(file);
+    });
     const out = join(dir, 'rejects.parquet');
     await withConnection(config.tmpDir, async (c) => {
       await c.run(`CREATE OR REPLACE TEMP TABLE bases (source_key VARCHAR, part_start BIGINT, base BIGINT)`);

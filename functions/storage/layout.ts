@@ -32,10 +32,13 @@ export const layout = {
   rejectsRoot: (pipeline: string) => `rejects/${pipeline}/`,
   rejects: (pipeline: string, runId: string) => `rejects/${pipeline}/run_id=${runId}/rejects.parquet`,
   rejectsRun: (pipeline: string, runId: string) => `rejects/${pipeline}/run_id=${runId}/`,
-  /** One marker per loaded input object: which version was loaded, by which run. */
+  /** One marker per loaded (key, version): see `functions/ledger/ledger.ts` for the keys below it. */
   ledgerPrefix: (pipeline: string) => `loaded/${pipeline}/`,
-  ledger: (pipeline: string, key: string) => `loaded/${pipeline}/${encodeURIComponent(key)}.json`,
-  /** Objects a run refused (wrong header, not gzip...): scheduled runs skip that version. */
-  refused: (pipeline: string, key: string) => `refused/${pipeline}/${encodeURIComponent(key)}.json`,
+  /** One marker per refused (key, version) (wrong header, not gzip...): scheduled runs skip that version. */
+  refusedPrefix: (pipeline: string) => `refused/${pipeline}/`,
+  /** The objects a run planned (`ObjectInfo[]`), for Finish to mark loaded. */
+  runInputs: (pipeline: string, runId: string) => `runs/${pipeline}/${runId}/inputs.json`,
   setupMarker: (pipeline: string, hash: string) => `catalog/${pipeline}/${hash}.json`,
+  /** The shapes of the pipeline's tables as last set up (see pipeline/applied-tables.ts). */
+  appliedTables: (pipeline: string) => `catalog/${pipeline}/tables.json`,
 } as const;

@@ -14,7 +14,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { TransientError } from '../errors.ts';
-import type { ObjectInfo, ObjectStore } from './object-store.ts';
+import { mapLimit, S3_PARALLELISM } from './concurrency.ts';
+import { type ObjectInfo, type ObjectStore, objectReplaced } from './object-store.ts';
 
 /**
  * An S3 client for the current target. The endpoint comes from the SDK's own
@@ -48,6 +49,11 @@ function classify(error: unknown, what: string): never {
   throw error;
 }
 
+/** S3 answers a GET whose `If-Match` does not hold with 412 Precondition Failed (GetObject, RFC 7232). */
+const isPreconditionFailed = (error: unknown) =>
+  error instanceof S3ServiceException &&
+  (error.name === 'PreconditionFailed' || error.$metadata.httpStatusCode === 412);
+
 const isMissing = (error: unknown) =>
   error instanceof S3ServiceException && (error.name === 'NoSuchKey' || error.name === 'NotFound');
 
@@ -64,29 +70,48 @@ export class S3ObjectStore implements ObjectStore {
     this.client = client;
   }
 
+  /**
+   * The version is the ETag, never the VersionId: on a versioned bucket HeadObject returns
+   * both, but ListObjectsV2 returns only the ETag
+   * (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html, `Contents`), and
+   * the planner compares what one call saw with what the other saw.
+   */
   async head(bucket: string, key: string): Promise<ObjectInfo | undefined> {
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      return { key, size: out.ContentLength ?? 0, version: out.VersionId ?? unquote(out.ETag) };
+      return { key, size: out.ContentLength ?? 0, version: unquote(out.ETag) };
     } catch (error) {
       if (isMissing(error)) return undefined;
       return classify(error, `HEAD s3://${bucket}/${key}`);
     }
   }
 
-  async getStream(bucket: string, key: string, start?: number, end?: number): Promise<Readable> {
+  /**
+   * With `ifMatch`, S3 returns the object only if its ETag is that one, else 412 Precondition
+   * Failed (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, `If-Match`);
+   * entity tags go quoted in the header (RFC 7232).
+   */
+  async getStream(bucket: string, key: string, start?: number, end?: number, ifMatch?: string): Promise<Readable> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range(start, end) }));
+      const out = await this.client.send(
+        new GetObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Range: range(start, end),
+          ...(ifMatch ? { IfMatch: `"${ifMatch}"` } : {}),
+        }),
+      );
       return out.Body as Readable;
     } catch (error) {
+      if (ifMatch && isPreconditionFailed(error)) throw objectReplaced(bucket, key, ifMatch);
       return classify(error, `GET s3://${bucket}/${key}`);
     }
   }
 
-  async getBytes(bucket: string, key: string, start?: number, end?: number): Promise<Buffer> {
+  async getBytes(bucket: string, key: string, start?: number, end?: number, ifMatch?: string): Promise<Buffer> {
     if (start !== undefined && end !== undefined && end <= start) return Buffer.alloc(0);
     const chunks: Buffer[] = [];
-    for await (const chunk of await this.getStream(bucket, key, start, end)) chunks.push(chunk as Buffer);
+    for await (const chunk of await this.getStream(bucket, key, start, end, ifMatch)) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks);
   }
 
@@ -149,16 +174,33 @@ export class S3ObjectStore implements ObjectStore {
     return objects;
   }
 
+  /** DeleteObjects takes up to 1,000 keys (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html). */
+  async deleteKeys(bucket: string, keys: readonly string[]): Promise<void> {
+    const batches: string[][] = [];
+    for (let i = 0; i < keys.length; i += 1000) batches.push(keys.slice(i, i + 1000));
+    await mapLimit(batches, S3_PARALLELISM, async (batch) => {
+      try {
+        const out = await this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          }),
+        );
+        const failed = out.Errors ?? [];
+        if (failed.length > 0) {
+          throw new TransientError(
+            `DELETE s3://${bucket}: ${failed.length} of ${batch.length} keys were not deleted, e.g. ${failed[0]?.Key}: ${failed[0]?.Code} ${failed[0]?.Message}`,
+          );
+        }
+      } catch (error) {
+        classify(error, `DELETE s3://${bucket}/${batch[0]} and ${batch.length - 1} more`);
+      }
+    });
+  }
+
   async deletePrefix(bucket: string, prefix: string): Promise<number> {
     const keys = (await this.list(bucket, prefix)).map((o) => o.key);
-    for (let i = 0; i < keys.length; i += 1000) {
-      const batch = keys.slice(i, i + 1000).map((Key) => ({ Key }));
-      try {
-        await this.client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: batch, Quiet: true } }));
-      } catch (error) {
-        classify(error, `DELETE s3://${bucket}/${prefix}`);
-      }
-    }
+    await this.deleteKeys(bucket, keys);
     return keys.length;
   }
 }

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Config } from '../config.ts';
-import type { Chunk, ChunkPart, ChunkResult, PartResult } from '../contracts.ts';
+import type { Chunk, ChunkPart, ChunkResult, ChunkSummary, PartResult } from '../contracts.ts';
 import { VerifyError } from '../errors.ts';
 import { type Column, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
 import { duckType } from '../pipeline/duck-types.ts';
@@ -117,17 +117,33 @@ export async function processChunk(chunk: Chunk, deps: WorkerDeps): Promise<Chun
   }
 }
 
+/**
+ * What the Work handler returns: the counts of a chunk's result, a few bytes however many
+ * parts or days the chunk had (the result itself is in the run's folder for Verify).
+ */
+export function chunkSummary(r: ChunkResult): ChunkSummary {
+  return { index: r.index, rowsRead: r.rowsRead, rowsStaged: r.rowsStaged, rowsRejected: r.rowsRejected };
+}
+
 /** Streams the bytes of one part: the whole object (decompressed), or its range plus the overhang. */
 async function* partBytes(store: ObjectStore, p: Pipeline, bucket: string, part: ChunkPart): AsyncGenerator<Buffer> {
+  // Every GET names the planned version (If-Match): a version replaced since Plan fails the read, never mixes in.
   if (part.compression !== 'none') {
-    const source = (await store.getStream(bucket, part.key)) as AsyncIterable<Buffer>;
+    const source = (await store.getStream(
+      bucket,
+      part.key,
+      undefined,
+      undefined,
+      part.version,
+    )) as AsyncIterable<Buffer>;
     yield* decompress(source, part.compression, p.input.maxDecompressionRatio, `s3://${bucket}/${part.key}`);
     return;
   }
   let from = part.start > 0 ? part.start - 1 : 0;
   let to = Math.min(part.size, part.end + OVERHANG);
   while (from < part.size) {
-    for await (const b of (await store.getStream(bucket, part.key, from, to)) as AsyncIterable<Buffer>) yield b;
+    for await (const b of (await store.getStream(bucket, part.key, from, to, part.version)) as AsyncIterable<Buffer>)
+      yield b;
     from = to;
     to = Math.min(part.size, to + 4 * OVERHANG);
   }
@@ -189,9 +205,12 @@ async function count(c: DuckDBConnection, sql: string): Promise<number> {
   return Number(reader.getRows()[0]?.[0] ?? 0);
 }
 
-/** The columns of the chunk's lines, in file order: the header (from the planner), or the schema's. */
+/**
+ * The columns of the chunk's lines, in file order: the header (from the planner, once per
+ * chunk; in its first part in manifests planned before that), or the schema's.
+ */
 function fileColumns(chunk: Chunk, p: Pipeline): readonly string[] {
-  return chunk.parts[0]?.columns ?? p.schema.map((col) => col.name);
+  return chunk.columns ?? chunk.parts[0]?.columns ?? p.schema.map((col) => col.name);
 }
 
 const SPOOL_LINEAGE = [`'__part': 'INTEGER'`, `'__offset': 'BIGINT'`, `'__line': 'BIGINT'`];

@@ -1,7 +1,16 @@
+import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { Chunk } from '../../functions/contracts.ts';
 import { InputError, RequestError } from '../../functions/errors.ts';
-import { decodeEventKey, plan, splitIntoChunks } from '../../functions/planning/planner.ts';
+import { markLoaded } from '../../functions/ledger/ledger.ts';
+import { tableShapes } from '../../functions/pipeline/evolution.ts';
+import {
+  decodeEventKey,
+  MAX_CHUNK_JSON_BYTES,
+  MAX_PARTS_PER_CHUNK,
+  plan,
+  splitIntoChunks,
+} from '../../functions/planning/planner.ts';
 import { layout } from '../../functions/storage/layout.ts';
 import { accessLogs, HEADER, logRow, pipelines, testConfig } from '../support/fixtures.ts';
 import { MemoryStore } from '../support/memory-store.ts';
@@ -35,6 +44,35 @@ describe('splitIntoChunks', () => {
       ['access-logs/a.csv:none', 'access-logs/b.csv:none'],
       ['access-logs/d.csv:none'],
     ]);
+  });
+
+  it('caps each bin-packed chunk: 5,000 small objects make manifest items under the cap, columns stored once', () => {
+    const columns = HEADER.split(',');
+    const objects = Array.from({ length: 5000 }, (_, i) => ({
+      ...object(`access-logs/2024/03/01/host-${String(i).padStart(5, '0')}/events-part-${i}.csv`, 300),
+      version: 'd41d8cd98f00b204e9800998ecf8427e',
+      columns,
+    }));
+    const chunks = splitIntoChunks(objects, accessLogs, 64 * 1024 * 1024, 'run-with-a-long-name-0123456789');
+    expect(chunks.flatMap((c) => c.parts.map((p) => p.key))).toEqual(objects.map((o) => o.key));
+    for (const chunk of chunks) {
+      expect(Buffer.byteLength(JSON.stringify(chunk))).toBeLessThanOrEqual(MAX_CHUNK_JSON_BYTES);
+      expect(chunk.parts.length).toBeLessThanOrEqual(MAX_PARTS_PER_CHUNK);
+      expect(chunk.columns).toEqual(columns);
+      expect(chunk.parts.every((p) => p.columns === undefined)).toBe(true);
+    }
+    // Well under the 256 KiB Step Functions allows a child's input.
+    expect(MAX_CHUNK_JSON_BYTES).toBeLessThanOrEqual((256 * 1024) / 2);
+  });
+
+  it('refuses an object whose own part cannot fit in a manifest item, naming it', () => {
+    const columns = Array.from({ length: 20_000 }, (_, i) => `column_number_${i}`);
+    expect(() =>
+      splitIntoChunks([{ ...object('access-logs/wide.csv', 100), columns }], accessLogs, 1000, 'r1'),
+    ).toThrow(/input object access-logs\/wide\.csv cannot be planned: .*header of 20000 columns/);
+    expect(() =>
+      splitIntoChunks([{ ...object('access-logs/wide.csv', 100), columns }], accessLogs, 1000, 'r1'),
+    ).toThrow(InputError);
   });
 
   it('plans no chunk for an empty object', () => {
@@ -106,11 +144,7 @@ describe('plan', () => {
     store.put('sluice-input', 'access-logs/a.csv', csv);
     store.put('sluice-input', 'access-logs/b.csv', csv.replace('u1', 'u9'));
     const a = await store.head('sluice-input', 'access-logs/a.csv');
-    await store.putJson('sluice-working', layout.ledger('access-logs', 'access-logs/a.csv'), {
-      key: a?.key,
-      version: a?.version,
-      runId: 'old',
-    });
+    await markLoaded(store, 'sluice-working', 'access-logs', a ? [a] : [], 'old', 'x');
     const state = await plan(
       { request: { pipeline: 'access-logs', trigger: 'schedule' }, runId: 'r4', startedAt: 'x' },
       deps,
@@ -118,6 +152,50 @@ describe('plan', () => {
     expect(state.inputs).toBe(1);
     const manifest = await store.getJson<Chunk[]>('sluice-working', state.manifest.key);
     expect(new Set(manifest?.flatMap((c) => c.parts.map((p) => p.key)))).toEqual(new Set(['access-logs/b.csv']));
+  });
+});
+
+describe('inspection', () => {
+  it('reads each object once: one ranged GET of its first bytes, gzip and zstd decompressed from that prefix', async () => {
+    const store = new MemoryStore();
+    const config = testConfig();
+    const rows = Array.from({ length: 20_000 }, (_, i) => logRow(i)).join('\n');
+    const text = `${HEADER}\n${rows}\n`;
+    store.put(config.inputBucket, 'access-logs/a.csv', text);
+    store.put(config.inputBucket, 'access-logs/b.csv.gz', gzipSync(text));
+    store.put(config.inputBucket, 'access-logs/c.csv.zst', zstdCompressSync(Buffer.from(text)));
+    const withZstd = { ...accessLogs, input: { ...accessLogs.input, suffixes: ['.csv', '.csv.gz', '.csv.zst'] } };
+    const state = await plan(
+      { request: { pipeline: 'access-logs', trigger: 'schedule' }, runId: 'r1', startedAt: 'x' },
+      { store, config, pipelines: new Map([['access-logs', withZstd]]) },
+    );
+    expect(state.inputs).toBe(3);
+    const reads = store.reads.filter((r) => r.key.startsWith('access-logs/'));
+    expect(reads.map((r) => r.key).sort()).toEqual([
+      'access-logs/a.csv',
+      'access-logs/b.csv.gz',
+      'access-logs/c.csv.zst',
+    ]);
+    for (const r of reads) {
+      expect(r.start).toBe(0);
+      expect(r.end).toBeLessThanOrEqual(64 * 1024);
+      expect(r.ifMatch).toBe((await store.head(config.inputBucket, r.key))?.version);
+    }
+    const manifest = (await store.getJson<Chunk[]>(config.workingBucket, state.manifest.key)) ?? [];
+    expect(manifest.every((c) => c.columns?.join(',') === HEADER)).toBe(true);
+  });
+
+  it('refuses a gzip file that is not gzip from the same single read', async () => {
+    const store = new MemoryStore();
+    const config = testConfig();
+    store.put(config.inputBucket, 'access-logs/fake.csv.gz', `${HEADER}\n${logRow(1)}\n`);
+    await expect(
+      plan(
+        { request: { pipeline: 'access-logs', trigger: 'schedule' }, runId: 'r1', startedAt: 'x' },
+        { store, config, pipelines },
+      ),
+    ).rejects.toThrow('is named as gzip but its content is not gzip-compressed');
+    expect(store.reads.filter((r) => r.key === 'access-logs/fake.csv.gz')).toHaveLength(1);
   });
 });
 
@@ -144,5 +222,44 @@ describe('a refused file', () => {
 
     store.put('sluice-input', 'access-logs/bad.csv', good);
     expect((await scheduled('night-3')).inputs).toBe(2);
+  });
+});
+
+describe('plan: tables whose definition changed since their setup', () => {
+  const schedule = (deps: Parameters<typeof plan>[1], runId: string) =>
+    plan({ request: { pipeline: 'access-logs', trigger: 'schedule' }, runId, startedAt: 'x' }, deps);
+  const withApplied = (drop: (columns: { name: string; type: string }[]) => { name: string; type: string }[]) => {
+    const store = new MemoryStore();
+    const config = testConfig();
+    const shapes = tableShapes(accessLogs);
+    const main = shapes.tables[0];
+    if (!main) throw new Error('no main table');
+    const applied = { ...shapes, tables: [{ ...main, columns: drop([...main.columns]) }, ...shapes.tables.slice(1)] };
+    store.put(config.workingBucket, layout.appliedTables('access-logs'), JSON.stringify(applied));
+    return { store, deps: { store, config, pipelines } };
+  };
+
+  it('adds the columns appended to the definition with ALTER TABLE ... ADD COLUMNS', async () => {
+    const { deps } = withApplied((columns) => columns.slice(0, -1));
+
+    const state = await schedule(deps, 'r-evolve');
+
+    expect(state.setup.some((sql) => /^ALTER TABLE `access_logs` ADD COLUMNS \(`country` string\)/.test(sql))).toBe(
+      true,
+    );
+  });
+
+  it('refuses any other change, naming the table and the column', async () => {
+    const { deps } = withApplied((columns) => columns.map((c) => (c.name === 'status' ? { ...c, type: 'bigint' } : c)));
+
+    await expect(schedule(deps, 'r-retype')).rejects.toThrow(/access_logs.*status/);
+  });
+
+  it('runs no setup once the shapes recorded by Finish match the definition', async () => {
+    const { store, deps } = withApplied((columns) => columns);
+    const first = await schedule(deps, 'r-first');
+    store.put(deps.config.workingBucket, layout.setupMarker('access-logs', first.setupHash), '{}');
+
+    expect((await schedule(deps, 'r-second')).setup).toEqual([]);
   });
 });

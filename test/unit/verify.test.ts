@@ -44,10 +44,11 @@ describe('verify', () => {
     // Data row i is on line i + 2 (line 1 is the header).
     expect(rejects.map((r) => Number(r.line_number))).toEqual([9, 59, 109, 159]);
     expect(rejects.map((r) => r.raw_line)).toEqual([lines[8], lines[58], lines[108], lines[158]]);
-    expect(result.load).toHaveLength(2);
-    expect(result.load[0]).toContain("run_id = 'run-9'");
-    expect(result.derive).toHaveLength(1);
-    expect(result.derive[0]).toContain("DATE '2024-03-01', DATE '2024-03-02', DATE '2024-03-03'");
+    const sqlOf = (step: string) => result.statements.filter((x) => x.step === step).map((x) => x.sql);
+    expect(sqlOf('load')).toHaveLength(2);
+    expect(sqlOf('load')[0]).toMatch(/run_id"? = 'run-9'/);
+    expect(sqlOf('derive')).toHaveLength(1);
+    expect(sqlOf('derive')[0]).toContain("DATE '2024-03-01', DATE '2024-03-02', DATE '2024-03-03'");
   });
 
   it('fails when a chunk has no result', async () => {
@@ -69,7 +70,37 @@ describe('verify', () => {
     };
     await store.putJson(config.workingBucket, state.manifest.key, []);
     const result = await verify(state, { store, config, pipelines, today: () => '2024-03-05' });
-    expect(result.load).toEqual([]);
-    expect(result.derive[0]).toContain("DATE '2024-03-04'");
+    expect(result.statements.filter((x) => x.step === 'load')).toEqual([]);
+    expect(result.statements.find((x) => x.step === 'derive')?.sql).toContain("DATE '2024-03-04'");
+  });
+
+  it('returns the statements in order: setup DDL, loads, derives, then maintenance on a scheduled run only', async () => {
+    // The steps in statement order, runs of one step collapsed: each step must come in one block.
+    const steps = (r: { statements: readonly { step: string }[] }) =>
+      r.statements.map((x) => x.step).filter((step, i, all) => i === 0 || all[i - 1] !== step);
+    // An upload's run: its setup DDL (from Plan), loads and derives; no maintenance.
+    const upload = await planAndWork(text, 2000);
+    for (const chunk of upload.chunks) {
+      await processChunk(chunk, { store: upload.store, config: upload.config, pipeline: accessLogs });
+    }
+    const deps = { store: upload.store, config: upload.config, pipelines, today: () => '2024-03-05' };
+    const first = await verify(upload.state, deps);
+    expect(upload.state.setup.length).toBeGreaterThan(0);
+    expect(steps(first)).toEqual(['setup', 'load', 'derive']);
+    expect(first.statements.slice(0, upload.state.setup.length).map((x) => x.sql)).toEqual(upload.state.setup);
+    expect(first.statements.every((x) => typeof x.sql === 'string' && x.sql.length > 0)).toBe(true);
+    // A scheduled run whose setup already ran: loads and derives, then OPTIMIZE and VACUUM.
+    const scheduled = await planAndWork(text, 2000, 'schedule');
+    for (const chunk of scheduled.chunks) {
+      await processChunk(chunk, { store: scheduled.store, config: scheduled.config, pipeline: accessLogs });
+    }
+    const second = await verify(
+      { ...scheduled.state, setup: [] },
+      { ...deps, store: scheduled.store, config: scheduled.config },
+    );
+    expect(steps(second)).toEqual(['load', 'derive', 'maintain']);
+    const maintain = second.statements.filter((x) => x.step === 'maintain').map((x) => x.sql);
+    expect(maintain.some((sql) => sql.startsWith('OPTIMIZE'))).toBe(true);
+    expect(maintain.some((sql) => sql.startsWith('VACUUM'))).toBe(true);
   });
 });

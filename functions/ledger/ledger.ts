@@ -1,0 +1,156 @@
+/**
+ * The ledger: which version of which input object a run has loaded, and which versions
+ * a run refused. One small marker object per (key, version), whose KEY says both:
+ *
+ *   loaded/<pipeline>/<sha256(key) in hex>/<ETag>    refused/<pipeline>/<sha256(key) in hex>/<ETag>
+ *
+ * so that one paginated listing of the prefix (1,000 markers per request) tells the
+ * planner everything, instead of one GET per input object. The key is hashed because an
+ * S3 key may hold any character and be 1,024 bytes long; the marker's body (key, version,
+ * run, time) is for people reading the bucket. Finish writes markers with bounded
+ * parallelism and deletes the markers of older versions of the same keys in DeleteObjects
+ * batches, so the prefix holds about one marker per input object.
+ */
+import { createHash } from 'node:crypto';
+import { mapLimit, S3_PARALLELISM } from '../storage/concurrency.ts';
+import { layout } from '../storage/layout.ts';
+import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
+
+/** What a loaded marker's body says: this version of this key was loaded by that run. */
+export interface LedgerEntry {
+  readonly key: string;
+  readonly version: string;
+  readonly runId: string;
+  readonly loadedAt: string;
+}
+
+/** An object version a run refused, and why (the refused marker's body). */
+export interface RefusedEntry {
+  readonly key: string;
+  readonly version: string;
+  readonly runId: string;
+  readonly reason: string;
+}
+
+export type LedgerKind = 'loaded' | 'refused';
+
+const prefixOf = (kind: LedgerKind, pipeline: string) =>
+  kind === 'loaded' ? layout.ledgerPrefix(pipeline) : layout.refusedPrefix(pipeline);
+
+/** The hex SHA-256 of an object key: the folder of its markers. */
+export const keyHash = (key: string): string => createHash('sha256').update(key, 'utf8').digest('hex');
+
+/** The marker of one version of one key. */
+export function markerKey(kind: LedgerKind, pipeline: string, key: string, version: string): string {
+  return `${prefixOf(kind, pipeline)}${keyHash(key)}/${encodeURIComponent(version)}`;
+}
+
+/** The part of a marker's key after the prefix: `<sha256(key) in hex>/<version, URI-encoded>`. */
+const markerName = (hash: string, version: string) => `${hash}/${encodeURIComponent(version)}`;
+
+/** The markers under one prefix. */
+export class LedgerIndex {
+  /** Marker names (`hash/version`): one Set, so that a lookup is one string hash. */
+  private readonly names = new Set<string>();
+  private readonly prefix: string;
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
+
+  /** Adds a marker by its name; returns false when the name is not a marker's (64 hex digits, a slash, a version). */
+  add(name: string): boolean {
+    if (name.length < 66 || name.charCodeAt(64) !== 0x2f || name.indexOf('/', 65) >= 0) return false;
+    this.names.add(name);
+    return true;
+  }
+
+  has(key: string, version: string): boolean {
+    return this.hasHash(keyHash(key), version);
+  }
+
+  /** As {@link has}, given the key's hash (see {@link keyHash}). */
+  hasHash(hash: string, version: string): boolean {
+    return this.names.has(markerName(hash, version));
+  }
+
+  /** The full keys of the markers of these key hashes, except the marker `keep` of each. */
+  markersOf(hashes: ReadonlySet<string>, keep?: ReadonlySet<string>): string[] {
+    const out: string[] = [];
+    for (const name of this.names) {
+      if (hashes.has(name.slice(0, 64)) && !keep?.has(name)) out.push(`${this.prefix}${name}`);
+    }
+    return out;
+  }
+
+  get size(): number {
+    return this.names.size;
+  }
+}
+
+/**
+ * Reads the markers of one kind with one paginated listing (or, given a few `keys`, one
+ * listing of each key's folder). Keys under the prefix that are not markers (the ledger's
+ * older layout, `loaded/<pipeline>/<encoded key>.json`) are ignored: their objects are
+ * planned again once, and the lineage-keyed MERGE adds nothing for a version already in
+ * the table.
+ */
+export async function readLedger(
+  store: ObjectStore,
+  bucket: string,
+  pipeline: string,
+  kind: LedgerKind,
+  keys?: readonly string[],
+): Promise<LedgerIndex> {
+  const prefix = prefixOf(kind, pipeline);
+  const index = new LedgerIndex(prefix);
+  // A few keys (an upload's run): one listing of each key's folder, all at once, beats paging through the prefix.
+  const listed =
+    keys && keys.length <= S3_PARALLELISM
+      ? (await mapLimit(keys, S3_PARALLELISM, (k) => store.list(bucket, `${prefix}${keyHash(k)}/`))).flat()
+      : await store.list(bucket, prefix);
+  for (const o of listed) index.add(o.key.slice(prefix.length));
+  return index;
+}
+
+/**
+ * Marks these versions loaded by `runId`: writes their markers (bounded parallelism),
+ * then deletes the markers of other versions of the same keys, and their refused
+ * markers, in DeleteObjects batches. Idempotent: Finish may run again after a retry.
+ */
+export async function markLoaded(
+  store: ObjectStore,
+  bucket: string,
+  pipeline: string,
+  inputs: readonly ObjectInfo[],
+  runId: string,
+  loadedAt: string,
+): Promise<{ written: number; deleted: number }> {
+  const hashes = inputs.map((o) => keyHash(o.key));
+  const prefix = layout.ledgerPrefix(pipeline);
+  const names = inputs.map((o, i) => markerName(hashes[i] as string, o.version));
+  await mapLimit(inputs, S3_PARALLELISM, (o, i) => {
+    const entry: LedgerEntry = { key: o.key, version: o.version, runId, loadedAt };
+    return store.putJson(bucket, `${prefix}${names[i]}`, entry);
+  });
+  const keys = inputs.map((o) => o.key);
+  const [loaded, refused] = await Promise.all([
+    readLedger(store, bucket, pipeline, 'loaded', keys),
+    readLedger(store, bucket, pipeline, 'refused', keys),
+  ]);
+  const ofInputs = new Set(hashes);
+  const stale = [...loaded.markersOf(ofInputs, new Set(names)), ...refused.markersOf(ofInputs)];
+  if (stale.length > 0) await store.deleteKeys(bucket, stale);
+  return { written: inputs.length, deleted: stale.length };
+}
+
+/** Marks versions refused (scheduled runs skip them until they change). */
+export async function markRefused(
+  store: ObjectStore,
+  bucket: string,
+  pipeline: string,
+  entries: readonly RefusedEntry[],
+): Promise<void> {
+  await mapLimit(entries, S3_PARALLELISM, (e) =>
+    store.putJson(bucket, markerKey('refused', pipeline, e.key, e.version), e),
+  );
+}
