@@ -9,6 +9,7 @@ import { request } from 'node:http';
 import { Cron } from 'croner';
 import { checkTransforms } from '../functions/pipeline/check-transform.ts';
 import { loadPipelines, matchesInput, type Pipeline } from '../functions/pipeline/definition.ts';
+import { checkTableLock, writeTableLocks } from '../functions/pipeline/evolution.ts';
 import { type LocalPaths, localFiles } from './environment.ts';
 import { type ExecutionRecord, isAlive } from './executions.ts';
 import { createLocalRuntime, type ExecutionInput, type LocalRuntime } from './local-runtime.ts';
@@ -42,6 +43,15 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
   const pipelines = loadPipelines(localFiles(options).pipelines);
   // A transform that does not fit its table stops the runtime here, naming the pipeline.
   await checkTransforms(pipelines.values());
+  // So does a table change other than columns appended at the end (naming the table and column);
+  // appended columns update the pipeline's committed lock, pipelines/<name>.tables.json.
+  const locks = checkTableLock(pipelines, localFiles(options).pipelines);
+  writeTableLocks(locks);
+  for (const lock of locks) {
+    log(
+      `${lock.added.length > 0 ? `added ${lock.added.join(', ')} to` : 'wrote'} ${lock.file}; commit it with the pipeline`,
+    );
+  }
   let runtime: LocalRuntime | undefined;
   const server = await startS3Server({
     dir: localFiles(options).dir,

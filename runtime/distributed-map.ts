@@ -3,27 +3,49 @@
  * the definition (the ASL file stays the only copy of the state machine):
  *
  * - Distributed Map (`ItemReader`, `ProcessorConfig.Mode: DISTRIBUTED`, `MaxConcurrencyPath`,
- *   `ToleratedFailurePercentage(Path)`, `ToleratedFailureCount(Path)`): each such Map state is
- *   replaced by a Task state with the same InputPath/ResultSelector/ResultPath/OutputPath/
- *   Retry/Catch/Next/End, whose local handler reads the items and runs the ItemProcessor as
- *   one child state machine per item. One difference remains: the library lets
+ *   `ToleratedFailurePercentage(Path)`, `ToleratedFailureCount(Path)`, `ResultWriter`): each such
+ *   Map state is replaced by a Task state with the same InputPath/ResultSelector/ResultPath/
+ *   OutputPath/Retry/Catch/Next/End, whose local handler reads the items and runs the
+ *   ItemProcessor as one child state machine per item. One difference remains: the library lets
  *   `States.TaskFailed` in a Retry/Catch match any error of a Task state, so it also matches
  *   this (former Map) state's errors; on AWS it would not. Our ASL catches with States.ALL.
+ * - ResultWriter (`arn:aws:states:::s3:putObject`): the children's results go to
+ *   `<Prefix>/<map run id>/SUCCEEDED_0.json` / `FAILED_0.json` with a `manifest.json`, and the
+ *   Map's output is `{MapRunArn, ResultWriterDetails: {Bucket, Key}}`, as AWS documents it
+ *   (https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html).
+ *   WriterConfig (Transformation, OutputType) is refused at load time.
+ * - Step Functions' payload limit for Distributed Maps (see `data-limit.ts`): each child's input
+ *   (the item after ItemSelector) and, without a ResultWriter, the array of the children's outputs
+ *   that the Map returns are capped at 256 KiB; over it the execution fails with the uncatchable
+ *   `States.DataLimitExceeded`. Inside a child, the limits fail that child (as on AWS, where each
+ *   child is an execution of its own).
  * - Task timeouts: the library times a Task out after 60 s when it has no TimeoutSeconds;
  *   AWS's default is 99999999 s (none). Such Tasks get {@link DEFAULT_TASK_TIMEOUT_SECONDS}.
  *
  * Already supported by the library, checked in its source (so not transformed): Fail's
  * ErrorPath/CausePath, Retry's MaxDelaySeconds and JitterStrategy FULL.
  */
+import { randomUUID } from 'node:crypto';
 import { ExecutionError, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import {
+  DataLimitExceededError,
+  dataLimitError,
+  type ExecutionEvent,
+  type Json,
+  runWithLimits,
+  type TaskHandler,
+} from './data-limit.ts';
 
-export type Json = unknown;
-export type TaskHandler = (input: Json) => Promise<Json>;
+export type { Json, TaskHandler };
 export type StateDefinition = Record<string, unknown>;
 type States = Record<string, StateDefinition>;
 
 /** The resource of the Task states that stand in for Distributed Maps (never sent anywhere). */
 export const DISTRIBUTED_MAP_RESOURCE = 'arn:sluice:local:::distributedMap';
+/** The resource of the Task states that stand in for inline Maps (never sent anywhere). */
+export const INLINE_MAP_RESOURCE = 'arn:sluice:local:::inlineMap';
+/** An inline Map without MaxConcurrency runs up to 40 iterations at a time (AWS: "up to 40"; the library's default too). */
+export const INLINE_MAX_CONCURRENCY = 40;
 /** Longest a Task may run locally without its own TimeoutSeconds (24 days: Node's timer limit). */
 export const DEFAULT_TASK_TIMEOUT_SECONDS = 2_000_000;
 /** EXPRESS child executions run at most 5 minutes on AWS; so they do here. */
@@ -45,8 +67,10 @@ const KEPT_FIELDS = [
 
 export interface PreparedDefinition {
   readonly definition: StateMachineDefinition;
-  /** The original Map states that became Tasks, by state name. */
+  /** The original Distributed Map states that became Tasks, by state name. */
   readonly distributedMaps: ReadonlyMap<string, StateDefinition>;
+  /** The original inline Map states that became Tasks, by state name. */
+  readonly inlineMaps: ReadonlyMap<string, StateDefinition>;
 }
 
 const isDistributed = (state: StateDefinition) =>
@@ -80,39 +104,179 @@ export function walkStates(states: States, visit: (name: string, state: StateDef
 export function prepareDefinition(source: StateMachineDefinition): PreparedDefinition {
   const definition = structuredClone(source) as unknown as { States: States };
   const distributedMaps = new Map<string, StateDefinition>();
+  const inlineMaps = new Map<string, StateDefinition>();
+  const replace = (states: States, name: string, state: StateDefinition, resource: string) => {
+    const task: StateDefinition = { Type: 'Task', Resource: resource, TimeoutSeconds: DEFAULT_TASK_TIMEOUT_SECONDS };
+    for (const field of KEPT_FIELDS) if (field in state) task[field] = state[field];
+    states[name] = task;
+  };
   const transform = (states: States) => {
     for (const [name, state] of Object.entries(states)) {
       for (const list of childStateLists(state)) transform(list);
       if (isDistributed(state)) {
-        for (const unsupported of ['ItemBatcher', 'ResultWriter']) {
-          if (unsupported in state) {
-            throw new Error(`state "${name}": ${unsupported} is not supported by the embedded runtime`);
-          }
+        if ('ItemBatcher' in state) {
+          throw new Error(`state "${name}": ItemBatcher is not supported by the embedded runtime`);
         }
+        checkResultWriter(name, state);
         distributedMaps.set(name, state);
-        const task: StateDefinition = {
-          Type: 'Task',
-          Resource: DISTRIBUTED_MAP_RESOURCE,
-          TimeoutSeconds: DEFAULT_TASK_TIMEOUT_SECONDS,
-        };
-        for (const field of KEPT_FIELDS) if (field in state) task[field] = state[field];
-        states[name] = task;
+        replace(states, name, state, DISTRIBUTED_MAP_RESOURCE);
+      } else if (state.Type === 'Map') {
+        inlineMaps.set(name, state);
+        replace(states, name, state, INLINE_MAP_RESOURCE);
       } else if (state.Type === 'Task' && !('TimeoutSeconds' in state) && !('TimeoutSecondsPath' in state)) {
         state.TimeoutSeconds = DEFAULT_TASK_TIMEOUT_SECONDS;
       }
     }
   };
   transform(definition.States);
-  return { definition: definition as unknown as StateMachineDefinition, distributedMaps };
+  return { definition: definition as unknown as StateMachineDefinition, distributedMaps, inlineMaps };
+}
+
+const ITERATION_EVENTS: Readonly<Record<string, string>> = {
+  ExecutionStarted: 'MapIterationStarted',
+  ExecutionSucceeded: 'MapIterationSucceeded',
+  ExecutionFailed: 'MapIterationFailed',
+};
+
+export interface InlineMapDeps {
+  /** The Task handlers by state name; the iterations' Task states use them too. */
+  readonly taskHandlers: () => Record<string, TaskHandler>;
+  /** `$$` of the execution. */
+  readonly context: Record<string, unknown>;
+  readonly waitTimeOverrides?: Readonly<Record<string, number>>;
+  readonly retryIntervalOverrides?: Readonly<Record<string, number | number[]>>;
+  /** Aborts the iterations (the execution was stopped). */
+  readonly signal?: AbortSignal;
+  /** Receives the iterations' events, marked with their index and this Map as parent (as the library forwards them). */
+  readonly onEvent?: (event: ExecutionEvent) => void;
+}
+
+/**
+ * A Task handler that runs the inline Map `name` (its original definition `state`). The library
+ * has inline Maps, but when an iteration fails it keeps starting the iterations still queued
+ * behind MaxConcurrency, after the Map has failed (and been caught): with `MaxConcurrency: 1`
+ * over the Load statements, the statements after a failed one would still run. On AWS a failed
+ * iteration fails the Map and no further iteration starts; so it does here. The Map fails with
+ * the iteration's own error (its name and cause), as on AWS.
+ * https://docs.aws.amazon.com/step-functions/latest/dg/state-map-inline.html
+ */
+export function inlineMapHandler(name: string, state: StateDefinition, deps: InlineMapDeps): TaskHandler {
+  const processor = state.ItemProcessor ?? state.Iterator;
+  const child = new StateMachine(processor as unknown as StateMachineDefinition, {
+    validationOptions: { noValidate: true },
+  });
+  return async (input) => {
+    const context = deps.context;
+    const items = typeof state.ItemsPath === 'string' ? await evaluatePath(state.ItemsPath, input, context) : input;
+    if (!Array.isArray(items)) {
+      throw Object.assign(
+        new Error(`state "${name}": the items (${String(state.ItemsPath ?? '$')}) are not an array`),
+        {
+          name: 'States.Runtime',
+          isCatchable: false,
+          isRetryable: false,
+        },
+      );
+    }
+    const requested =
+      typeof state.MaxConcurrencyPath === 'string'
+        ? Number(await evaluatePath(state.MaxConcurrencyPath, input, context))
+        : typeof state.MaxConcurrency === 'number'
+          ? state.MaxConcurrency
+          : 0;
+    const concurrency = requested > 0 ? requested : INLINE_MAX_CONCURRENCY;
+    const results: Json[] = new Array(items.length).fill(null);
+    const running = new Set<AbortController>();
+    let next = 0;
+    let failure: { error: unknown } | undefined;
+    const stopped = () => failure !== undefined || deps.signal?.aborted === true;
+
+    const runItem = async (index: number) => {
+      const item = items[index] as Json;
+      const itemContext = { ...context, Map: { Item: { Index: index, Value: item } } };
+      const selector = state.ItemSelector ?? state.Parameters;
+      const itemInput = selector === undefined ? item : await evaluateTemplate(selector, input, itemContext);
+      const controller = new AbortController();
+      running.add(controller);
+      try {
+        results[index] = await runWithLimits(child, itemInput, {
+          handlers: deps.taskHandlers(),
+          context: itemContext,
+          waitTimeOverrides: deps.waitTimeOverrides,
+          retryIntervalOverrides: deps.retryIntervalOverrides,
+          controller,
+          onEvent: (event) => {
+            // As the library forwards an iteration's events: its execution events become MapIteration* events.
+            const type = ITERATION_EVENTS[event.type] ?? event.type;
+            if (type === 'ExecutionAborted' || type === 'ExecutionTimeout') return;
+            deps.onEvent?.(event.index === undefined ? { ...event, type, index, parentState: { name } } : event);
+          },
+        });
+      } catch (error) {
+        if (stopped()) return;
+        // The iteration's own error (e.g. a Fail state's Error and Cause), not the execution wrapper.
+        failure = { error: error instanceof ExecutionError ? error.cause : error };
+        for (const other of running) if (other !== controller) other.abort();
+      } finally {
+        running.delete(controller);
+      }
+    };
+    const worker = async () => {
+      while (!stopped() && next < items.length) await runItem(next++);
+    };
+    const abortAll = () => {
+      for (const controller of running) controller.abort();
+    };
+    deps.signal?.addEventListener('abort', abortAll);
+    try {
+      await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+    } finally {
+      deps.signal?.removeEventListener('abort', abortAll);
+    }
+    if (failure) throw failure.error;
+    if (deps.signal?.aborted) throw new Error(`${name}: aborted`);
+    return results;
+  };
+}
+
+/** The only ResultWriter the embedded runtime writes (and the only one LocalStack and AWS share). */
+export const RESULT_WRITER_RESOURCE = 'arn:aws:states:::s3:putObject';
+
+interface ResultWriter {
+  readonly Resource?: string;
+  readonly Parameters?: Json;
+  readonly WriterConfig?: unknown;
+}
+
+function checkResultWriter(name: string, state: StateDefinition): void {
+  const writer = state.ResultWriter as ResultWriter | undefined;
+  if (writer === undefined) return;
+  if (writer.Resource !== RESULT_WRITER_RESOURCE || writer.Parameters === undefined) {
+    throw new Error(
+      `state "${name}": the embedded runtime supports a ResultWriter with Resource ${RESULT_WRITER_RESOURCE} ` +
+        `and Parameters {Bucket, Prefix} only (got ${writer.Resource ?? 'no Resource'})`,
+    );
+  }
+  if (writer.WriterConfig !== undefined) {
+    throw new Error(`state "${name}": ResultWriter.WriterConfig is not supported by the embedded runtime`);
+  }
 }
 
 export interface DistributedMapDeps {
   /** Reads an object of the ItemReader (`arn:aws:states:::s3:getObject`) as text. */
   readonly getObject: (bucket: string, key: string) => Promise<string>;
+  /** Writes an object (the ResultWriter's result files and manifest). */
+  readonly putObject: (bucket: string, key: string, body: string) => Promise<void>;
   /** The Task handlers by state name; the children's Task states use them too. */
   readonly taskHandlers: () => Record<string, TaskHandler>;
   /** `$$` of the parent execution. */
-  readonly context: { readonly Execution: Record<string, unknown> };
+  readonly context: {
+    readonly Execution: Record<string, unknown>;
+    readonly StateMachine?: { readonly Name?: string };
+  };
+  /** The parent's Wait and Retry overrides, applied to the children too. */
+  readonly waitTimeOverrides?: Readonly<Record<string, number>>;
+  readonly retryIntervalOverrides?: Readonly<Record<string, number | number[]>>;
   readonly log: (line: string) => void;
   readonly signal?: AbortSignal;
   /** @default LOCAL_MAX_CONCURRENCY */
@@ -147,10 +311,26 @@ interface Failure {
 }
 
 function childFailure(index: number, error: unknown): Failure {
+  if (error instanceof DataLimitExceededError) return { index, error: error.name, cause: error.message };
   const cause = error instanceof ExecutionError ? (error.cause as Error) : (error as Error);
   if (cause?.name === 'ExecutionTimeoutError') return { index, error: 'States.Timeout', cause: cause.message };
   return { index, error: cause?.name ?? 'Error', cause: cause?.message ?? String(cause) };
 }
+
+/** One child execution, as the ResultWriter reports it. */
+interface ChildRecord {
+  readonly index: number;
+  readonly name: string;
+  readonly input: Json;
+  readonly startDate: string;
+  readonly stopDate: string;
+  readonly status: 'SUCCEEDED' | 'FAILED';
+  readonly output?: Json;
+  readonly error?: string;
+  readonly cause?: string;
+}
+
+const REGION_ACCOUNT = /^arn:aws:states:([^:]+):(\d+):/;
 
 /** A Task handler that runs the Distributed Map `name` (its original definition `state`). */
 export function distributedMapHandler(name: string, state: StateDefinition, deps: DistributedMapDeps): TaskHandler {
@@ -182,12 +362,15 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
 
     const total = items.length;
     const results: Json[] = new Array(total).fill(null);
-    const running = new Set<() => void>();
+    const records: (ChildRecord | undefined)[] = new Array(total);
+    const running = new Set<AbortController>();
     let next = 0;
     let done = 0;
     let firstFailure: Failure | undefined;
     let failed = 0;
     let exceeded = false;
+    let fatal: DataLimitExceededError | undefined;
+    const stopped = () => exceeded || fatal !== undefined || deps.signal?.aborted === true;
     const every = total <= 50 ? 1 : Math.ceil(total / 20);
     deps.log(`${name}: ${total} item(s), concurrency ${concurrency}${requested > cap ? ` (asked ${requested})` : ''}`);
 
@@ -204,36 +387,77 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
       const itemContext = { ...context, Map: { Item: { Index: index, Value: item } } };
       const selector = state.ItemSelector ?? state.Parameters;
       const childInput = selector === undefined ? item : await evaluateTemplate(selector, input, itemContext);
-      const execution = child.run(childInput as never, {
-        overrides: { taskResourceLocalHandlers: deps.taskHandlers() as never },
-        context: itemContext,
-      });
-      running.add(execution.abort);
-      void logChildEvents(name, index, execution.eventLogs as AsyncIterable<ChildEvent>, deps.log);
+      // Each child's input is a state machine input: over 256 KiB, the Map Run cannot start it.
+      const tooBig = dataLimitError(
+        childInput,
+        `state "${name}": the input of child ${index} (the item after ItemSelector)`,
+      );
+      if (tooBig) {
+        fatal ??= tooBig;
+        return;
+      }
+      const controller = new AbortController();
+      running.add(controller);
+      const startDate = new Date().toISOString();
+      const childName = randomUUID();
+      let lastError = '';
       try {
-        results[index] = await execution.result;
+        const output = await runWithLimits(child, childInput, {
+          handlers: deps.taskHandlers(),
+          context: itemContext,
+          waitTimeOverrides: deps.waitTimeOverrides,
+          retryIntervalOverrides: deps.retryIntervalOverrides,
+          controller,
+          onEvent: (event: ExecutionEvent) => {
+            // Retries inside the children (the Map Run's console on AWS).
+            if (event.type === 'StateFailed') lastError = `${event.Error}: ${firstLine(event.Cause)}`;
+            if (event.type === 'StateRetried') {
+              deps.log(`${name}[${index}] ${event.state?.name} retry ${event.retry?.attempt} after ${lastError}`);
+            }
+          },
+        });
+        results[index] = output;
+        records[index] = {
+          index,
+          name: childName,
+          input: childInput,
+          startDate,
+          stopDate: new Date().toISOString(),
+          status: 'SUCCEEDED',
+          output,
+        };
       } catch (error) {
-        if (exceeded || deps.signal?.aborted) return;
+        if (stopped()) return;
         const failure = childFailure(index, error);
         results[index] = { Error: failure.error, Cause: failure.cause };
+        records[index] = {
+          index,
+          name: childName,
+          input: childInput,
+          startDate,
+          stopDate: new Date().toISOString(),
+          status: 'FAILED',
+          error: failure.error,
+          cause: failure.cause,
+        };
         failed++;
         firstFailure ??= failure;
         deps.log(`${name}[${index}] failed: ${failure.error}: ${firstLine(failure.cause)}`);
         if (exceedsTolerance()) exceeded = true;
       } finally {
-        running.delete(execution.abort);
+        running.delete(controller);
         done++;
-        if (!exceeded && (done % every === 0 || done === total)) {
+        if (!stopped() && (done % every === 0 || done === total)) {
           deps.log(`${name}: ${done}/${total} done${failed > 0 ? `, ${failed} failed` : ''}`);
         }
       }
     };
 
     const worker = async () => {
-      while (!exceeded && !deps.signal?.aborted && next < total) await runItem(next++);
+      while (!stopped() && next < total) await runItem(next++);
     };
     const abortAll = () => {
-      for (const abort of running) abort();
+      for (const controller of running) controller.abort();
     };
     deps.signal?.addEventListener('abort', abortAll);
     try {
@@ -241,6 +465,14 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
     } finally {
       deps.signal?.removeEventListener('abort', abortAll);
     }
+    if (fatal) {
+      abortAll();
+      throw fatal;
+    }
+    if (deps.signal?.aborted) throw new Error(`${name}: aborted`);
+
+    const writer = state.ResultWriter as ResultWriter | undefined;
+    const mapRun = writer ? await writeResults(name, state, writer, input, records, deps) : undefined;
     if (exceeded && firstFailure) {
       abortAll();
       // AWS's cause is generic ("The specified tolerated failure threshold was exceeded"); the
@@ -250,9 +482,95 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
           `First failure, item ${firstFailure.index}: ${firstFailure.error}: ${firstFailure.cause}`,
       );
     }
-    if (deps.signal?.aborted) throw new Error(`${name}: aborted`);
+    if (mapRun) return mapRun;
+    // Without a ResultWriter the Map returns every child's output, and that array is the state's
+    // result: over 256 KiB the execution fails, whatever ResultPath (null included) says.
+    const collected = dataLimitError(
+      results,
+      `state "${name}": the array of its ${total} children's outputs (a Distributed Map without a ResultWriter)`,
+    );
+    if (collected) throw collected;
     return results;
   };
+}
+
+/** The error the ResultWriter fails with when it cannot write (the name AWS uses). */
+export class ResultWriterFailedError extends Error {
+  override name = 'States.ResultWriterFailed';
+}
+
+/**
+ * Writes the Map Run's results as the ResultWriter does on AWS: one file per status with the
+ * children of that status (JSON arrays; AWS splits files at 5 GB, never reached here) and a
+ * `manifest.json` that lists them, under `<Prefix>/<map run id>/`. Returns the Map's output.
+ */
+async function writeResults(
+  name: string,
+  state: StateDefinition,
+  writer: ResultWriter,
+  input: Json,
+  records: readonly (ChildRecord | undefined)[],
+  deps: DistributedMapDeps,
+): Promise<{ MapRunArn: string; ResultWriterDetails: { Bucket: string; Key: string } }> {
+  const context = deps.context as Record<string, unknown>;
+  const where = (await evaluateTemplate(writer.Parameters ?? {}, input, context)) as {
+    Bucket?: unknown;
+    Prefix?: unknown;
+  };
+  if (typeof where.Bucket !== 'string' || where.Bucket === '') {
+    throw new ResultWriterFailedError(`state "${name}": the ResultWriter's Parameters give no Bucket`);
+  }
+  const bucket = where.Bucket;
+  const prefix = typeof where.Prefix === 'string' ? where.Prefix.replace(/\/+$/, '') : '';
+  const executionArn = String(deps.context.Execution.Id ?? '');
+  const [, region = 'us-east-1', account = '000000000000'] = REGION_ACCOUNT.exec(executionArn) ?? [];
+  const machine = deps.context.StateMachine?.Name ?? 'state-machine';
+  const label = typeof state.Label === 'string' ? state.Label : name;
+  const mapRunId = randomUUID();
+  const mapRunArn = `arn:aws:states:${region}:${account}:mapRun:${machine}/${label}:${mapRunId}`;
+  const childMachineArn = `arn:aws:states:${region}:${account}:stateMachine:${machine}/${label}`;
+  const folder = prefix ? `${prefix}/${mapRunId}` : mapRunId;
+
+  const files: Record<'FAILED' | 'PENDING' | 'SUCCEEDED', { Key: string; Size: number }[]> = {
+    FAILED: [],
+    PENDING: [],
+    SUCCEEDED: [],
+  };
+  const put = async (key: string, body: string) => {
+    try {
+      await deps.putObject(bucket, key, body);
+    } catch (error) {
+      throw new ResultWriterFailedError(
+        `state "${name}": the ResultWriter could not write s3://${bucket}/${key}: ${(error as Error).message}`,
+      );
+    }
+  };
+  for (const status of ['SUCCEEDED', 'FAILED'] as const) {
+    const entries = records
+      .filter((r): r is ChildRecord => r !== undefined && r.status === status)
+      .map((r) => ({
+        ExecutionArn: `arn:aws:states:${region}:${account}:execution:${machine}/${label}:${r.name}`,
+        Input: JSON.stringify(r.input),
+        InputDetails: { Included: true },
+        Name: r.name,
+        ...(status === 'SUCCEEDED'
+          ? { Output: JSON.stringify(r.output), OutputDetails: { Included: true } }
+          : { Error: r.error, Cause: r.cause }),
+        StartDate: r.startDate,
+        StateMachineArn: childMachineArn,
+        Status: status,
+        StopDate: r.stopDate,
+      }));
+    if (entries.length === 0) continue;
+    const key = `${folder}/${status}_0.json`;
+    const body = JSON.stringify(entries);
+    await put(key, body);
+    files[status].push({ Key: key, Size: Buffer.byteLength(body) });
+  }
+  const manifestKey = `${folder}/manifest.json`;
+  await put(manifestKey, JSON.stringify({ DestinationBucket: bucket, MapRunArn: mapRunArn, ResultFiles: files }));
+  deps.log(`${name}: results written to s3://${bucket}/${manifestKey}`);
+  return { MapRunArn: mapRunArn, ResultWriterDetails: { Bucket: bucket, Key: manifestKey } };
 }
 
 async function readItems(
@@ -306,14 +624,6 @@ async function readItems(
   return items;
 }
 
-interface ChildEvent {
-  readonly type: string;
-  readonly state?: { readonly name: string };
-  readonly Error?: string;
-  readonly Cause?: unknown;
-  readonly retry?: { readonly attempt: number };
-}
-
 const firstLine = (text: unknown) => readableCause(text).split('\n', 1)[0]?.slice(0, 300) ?? '';
 
 /** Lambda errors carry a JSON cause `{"errorType","errorMessage","trace"}`: the message is what a person reads. */
@@ -324,21 +634,5 @@ export function readableCause(cause: unknown): string {
     return typeof parsed.errorMessage === 'string' ? parsed.errorMessage : text;
   } catch {
     return text;
-  }
-}
-
-/** Reports retries inside the children (the Map Run's console on AWS). */
-async function logChildEvents(
-  name: string,
-  index: number,
-  events: AsyncIterable<ChildEvent>,
-  log: (line: string) => void,
-): Promise<void> {
-  let lastError = '';
-  for await (const event of events) {
-    if (event.type === 'StateFailed') lastError = `${event.Error}: ${firstLine(event.Cause)}`;
-    if (event.type === 'StateRetried') {
-      log(`${name}[${index}] ${event.state?.name} retry ${event.retry?.attempt} after ${lastError}`);
-    }
   }
 }

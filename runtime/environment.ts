@@ -5,6 +5,7 @@
  * S3 endpoint.
  */
 import { join, resolve } from 'node:path';
+import { ENV } from '../functions/catalog.ts';
 import { LOCAL_BUCKETS } from './s3-server.ts';
 
 export interface LocalPaths {
@@ -14,8 +15,10 @@ export interface LocalPaths {
   readonly repoRoot: string;
 }
 
-/** The Glue database / Athena workgroup names the ASL placeholders get locally. */
+/** The Glue database the ASL's `${GlueDatabase}` and the handlers' database setting get locally. */
 export const LOCAL_ATHENA_DATABASE = 'sluice';
+/** The Athena workgroup the ASL's `${AthenaWorkGroup}` gets locally. */
+export const LOCAL_ATHENA_WORKGROUP = 'sluice';
 
 export const localFiles = (paths: LocalPaths) => {
   const dir = resolve(paths.dir);
@@ -36,7 +39,7 @@ let appliedEndpoint: string | undefined;
 
 /**
  * Sets the handlers' environment for an S3 endpoint. Dummy credentials are set only when
- * none are configured. `SLUICE_CHUNK_SIZE` is left as the user set it (the planner reads it).
+ * none are configured. The chunk size (`ENV.chunkSize`) is left as the user set it (the planner reads it).
  * Throws if called again with another endpoint: handlers already imported keep the first.
  */
 export function applyLocalEnvironment(endpoint: string, paths: LocalPaths, env: NodeJS.ProcessEnv = process.env): void {
@@ -49,13 +52,13 @@ export function applyLocalEnvironment(endpoint: string, paths: LocalPaths, env: 
   Object.assign(env, {
     AWS_ENDPOINT_URL_S3: endpoint,
     AWS_REGION: 'us-east-1',
-    SLUICE_S3_FORCE_PATH_STYLE: 'true',
-    SLUICE_INPUT_BUCKET: LOCAL_BUCKETS.input,
-    SLUICE_WORKING_BUCKET: LOCAL_BUCKETS.working,
-    SLUICE_WAREHOUSE_BUCKET: LOCAL_BUCKETS.warehouse,
-    SLUICE_PIPELINES_DIR: files.pipelines,
-    SLUICE_ATHENA_DATABASE: LOCAL_ATHENA_DATABASE,
-    SLUICE_TMP_DIR: files.tmp,
+    [ENV.s3ForcePathStyle]: 'true',
+    [ENV.inputBucket]: LOCAL_BUCKETS.input,
+    [ENV.workingBucket]: LOCAL_BUCKETS.working,
+    [ENV.warehouseBucket]: LOCAL_BUCKETS.warehouse,
+    [ENV.pipelinesDir]: files.pipelines,
+    [ENV.athenaDatabase]: LOCAL_ATHENA_DATABASE,
+    [ENV.tmpDir]: files.tmp,
   });
   env.AWS_ACCESS_KEY_ID ||= 'sluice-local';
   env.AWS_SECRET_ACCESS_KEY ||= 'sluice-local';

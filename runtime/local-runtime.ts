@@ -1,11 +1,13 @@
 /**
  * The embedded stack in one process: the state machine (run by `state-machine.ts`), the
- * handlers, the local warehouse and the execution history, all pointed at one S3 endpoint.
+ * handlers, the local Athena (`athena.ts`) over the local warehouse, and the execution
+ * history, all pointed at one S3 endpoint.
  * `sluice dev` and `sluice run` differ only in how executions get started.
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { applyLocalEnvironment, type LocalPaths, localFiles } from './environment.ts';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { LocalAthena } from './athena.ts';
+import { applyLocalEnvironment, LOCAL_ATHENA_WORKGROUP, type LocalPaths, localFiles } from './environment.ts';
 import { type ExecutionRecord, ExecutionStore, newExecutionName } from './executions.ts';
 import { localS3Client } from './s3-client.ts';
 import { execute, handlerModules, type LocalServices, loadDefinition, readableCause } from './state-machine.ts';
@@ -29,6 +31,8 @@ export interface LocalRuntime {
   readonly endpoint: string;
   readonly s3: S3Client;
   readonly warehouse: LocalWarehouse;
+  /** The Athena API the state machine calls, over the warehouse. */
+  readonly athena: LocalAthena;
   readonly executions: ExecutionStore;
   /** Starts an execution and resolves with its final record (never rejects for a failed run). */
   startExecution(input: ExecutionInput): Promise<ExecutionRecord>;
@@ -43,6 +47,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
   const log = options.log ?? (() => {});
   const s3 = localS3Client(options.endpoint);
   const warehouse = new LocalWarehouse({ file: files.warehouse, s3, tmpDir: files.tmp });
+  const athena = new LocalAthena({ run: (sql) => warehouse.execute(sql), defaultWorkGroup: LOCAL_ATHENA_WORKGROUP });
   const executions = new ExecutionStore(files.executions);
   const definition = loadDefinition(files.stateMachine);
   const stopping = new AbortController();
@@ -50,7 +55,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
 
   const services: LocalServices = {
     invokeLambda: handlerModules(files.handlers),
-    runQuery: (sql) => warehouse.execute(sql),
+    athena,
     publish: async (message) => {
       log(`SNS ${message.TopicArn}: ${message.Subject ?? ''}: ${message.Message}`);
       appendFileSync(files.notifications, `${JSON.stringify({ at: new Date().toISOString(), ...message })}\n`);
@@ -58,6 +63,9 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     getObject: async (bucket, key) => {
       const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       return (await out.Body?.transformToString()) ?? '';
+    },
+    putObject: async (bucket, key, body) => {
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: 'application/json' }));
     },
   };
 
@@ -102,6 +110,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     endpoint: options.endpoint,
     s3,
     warehouse,
+    athena,
     executions,
     startExecution(input) {
       const promise = run(input);
@@ -112,6 +121,8 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     async stop() {
       stopping.abort();
       await Promise.allSettled([...inFlight]);
+      // A query already started runs to its end (DuckDB cannot be interrupted), so the file is closed after.
+      await athena.idle();
     },
   };
 }

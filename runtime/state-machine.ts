@@ -1,10 +1,14 @@
 /**
  * Runs `state-machines/pipeline.asl.json` itself with aws-local-stepfunctions. Task states are
  * dispatched by their Resource, as the service integrations would on AWS:
- * - `arn:aws:states:::lambda:invoke` → the handler module named by the function;
- * - `arn:aws:states:::athena:startQueryExecution.sync` → the local warehouse;
+ * - `arn:aws:states:::lambda:invoke` → the handler module named by the function (through
+ *   `functions/catalog.ts`: local function name → entry file);
+ * - `arn:aws:states:::aws-sdk:athena:startQueryExecution` / `getQueryExecution` /
+ *   `stopQueryExecution` → the local Athena registry (`athena.ts`) over the local warehouse;
  * - `arn:aws:states:::sns:publish` → the runtime's log and `notifications.jsonl`;
- * and Distributed Maps are supplied by `distributed-map.ts`.
+ * and Maps, Distributed (with their ResultWriter) and inline, by `distributed-map.ts`. Any other
+ * resource fails when the definition is loaded. Step Functions' 256 KiB payload limit is applied
+ * as on AWS, uncatchable (`data-limit.ts`).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,9 +20,14 @@ import {
   StateMachine,
   type StateMachineDefinition,
 } from 'aws-local-stepfunctions';
+import { HANDLERS, PLACEHOLDERS } from '../functions/catalog.ts';
+import type { AthenaApi } from './athena.ts';
+import { DataLimitExceededError, type ExecutionEvent, runWithLimits } from './data-limit.ts';
 import {
   DISTRIBUTED_MAP_RESOURCE,
   distributedMapHandler,
+  INLINE_MAP_RESOURCE,
+  inlineMapHandler,
   type Json,
   prepareDefinition,
   readableCause,
@@ -26,6 +35,8 @@ import {
   type TaskHandler,
   walkStates,
 } from './distributed-map.ts';
+import { LOCAL_ATHENA_DATABASE, LOCAL_ATHENA_WORKGROUP } from './environment.ts';
+import { LOCAL_BUCKETS } from './s3-server.ts';
 
 export { readableCause };
 
@@ -33,17 +44,29 @@ const ACCOUNT = '000000000000';
 const REGION = 'us-east-1';
 const lambdaArn = (name: string) => `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${name}`;
 
-/** What CDK substitutes on AWS, with the local names. */
+/** What CDK substitutes on AWS, with the local names; every name comes from `functions/catalog.ts`. */
 export const LOCAL_PLACEHOLDERS: Readonly<Record<string, string>> = {
-  PlanFunctionArn: lambdaArn('sluice-plan'),
-  WorkFunctionArn: lambdaArn('sluice-work'),
-  VerifyFunctionArn: lambdaArn('sluice-verify'),
-  FinishFunctionArn: lambdaArn('sluice-finish'),
-  RecordFailureFunctionArn: lambdaArn('sluice-record-failure'),
-  AthenaWorkGroup: 'sluice',
-  GlueDatabase: 'sluice',
-  FailureTopicArn: `arn:aws:sns:${REGION}:${ACCOUNT}:sluice-failures`,
+  ...Object.fromEntries(Object.values(HANDLERS).map((h) => [h.placeholder, lambdaArn(h.localName)])),
+  [PLACEHOLDERS.athenaWorkGroup]: LOCAL_ATHENA_WORKGROUP,
+  [PLACEHOLDERS.glueDatabase]: LOCAL_ATHENA_DATABASE,
+  [PLACEHOLDERS.failureTopicArn]: `arn:aws:sns:${REGION}:${ACCOUNT}:sluice-failures`,
+  [PLACEHOLDERS.workingBucketName]: LOCAL_BUCKETS.working,
+  // The embedded runtime runs children as AWS does (EXPRESS: 5-minute cap); LocalStack gets STANDARD.
+  [PLACEHOLDERS.childExecutionType]: 'EXPRESS',
 };
+
+/** Local function name → handler entry file (under `functions/handlers/`), from the catalog. */
+export const LOCAL_FUNCTIONS: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.values(HANDLERS).map((h) => [h.localName, h.entry]),
+);
+
+/**
+ * Wait states whose time is shortened locally (milliseconds), with aws-local-stepfunctions'
+ * `waitTimeOverrides`: only the time differs; the state is entered and left as on AWS. The
+ * query polling loop waits 2 s between GetQueryExecution calls on AWS; the local warehouse
+ * answers in milliseconds.
+ */
+export const LOCAL_WAIT_TIME_OVERRIDES: Readonly<Record<string, number>> = { WaitForQuery: 25 };
 
 /** Reads an ASL file and substitutes its `${Name}` placeholders; an unknown placeholder is an error. */
 export function loadDefinition(
@@ -76,11 +99,13 @@ export function loadDefinition(
 export interface LocalServices {
   /** Invokes a function by name or ARN with a JSON payload; resolves to its result. */
   readonly invokeLambda: (functionName: string, payload: Json) => Promise<Json>;
-  /** Runs one Athena statement; rejects with the engine's message when it fails. */
-  readonly runQuery: (sql: string) => Promise<void>;
+  /** The Athena API of the aws-sdk integration (`athena.ts`). */
+  readonly athena: AthenaApi;
   readonly publish: (message: { TopicArn?: string; Subject?: string; Message?: string }) => Promise<void>;
   /** Reads an object as text (Distributed Map ItemReader). */
   readonly getObject: (bucket: string, key: string) => Promise<string>;
+  /** Writes an object (Distributed Map ResultWriter). */
+  readonly putObject: (bucket: string, key: string, body: string) => Promise<void>;
 }
 
 /** A Lambda function's error as the lambda:invoke integration reports it: its type as Error, a JSON Cause. */
@@ -109,23 +134,18 @@ export class TaskError extends Error {
   }
 }
 
-/** Step Functions' limit on a state's input or output. */
-const MAX_PAYLOAD_BYTES = 256 * 1024;
-
-function checkPayload(stateName: string, value: Json): void {
-  const size = Buffer.byteLength(JSON.stringify(value) ?? '');
-  if (size > MAX_PAYLOAD_BYTES) {
-    throw new TaskError(
-      'States.DataLimitExceeded',
-      `state ${stateName}: the result is ${size} bytes, over the 256 KiB limit of Step Functions`,
-    );
-  }
-}
+const ATHENA_SDK = 'arn:aws:states:::aws-sdk:athena:';
+/** The Athena actions of the aws-sdk integration the local registry serves. */
+const ATHENA_ACTIONS = {
+  startQueryExecution: (athena: AthenaApi, input: Json) => athena.startQueryExecution(input as never),
+  getQueryExecution: (athena: AthenaApi, input: Json) => athena.getQueryExecution(input as never),
+  stopQueryExecution: (athena: AthenaApi, input: Json) => athena.stopQueryExecution(input as never),
+} as const;
 
 /** Builds the handler of one Task state from its Resource. Unknown resources fail at load time. */
 function taskHandler(stateName: string, state: StateDefinition, services: LocalServices): TaskHandler | undefined {
   const resource = String(state.Resource);
-  if (resource === DISTRIBUTED_MAP_RESOURCE) return undefined;
+  if (resource === DISTRIBUTED_MAP_RESOURCE || resource === INLINE_MAP_RESOURCE) return undefined;
   if (resource === 'arn:aws:states:::lambda:invoke') {
     return async (input) => {
       const { FunctionName, Payload } = input as { FunctionName: string; Payload?: Json };
@@ -135,22 +155,16 @@ function taskHandler(stateName: string, state: StateDefinition, services: LocalS
       } catch (error) {
         throw error instanceof TaskError ? error : new LambdaFunctionError(error);
       }
-      const output = { ExecutedVersion: '$LATEST', StatusCode: 200, Payload: result ?? null };
-      checkPayload(stateName, output);
-      return output;
+      return { ExecutedVersion: '$LATEST', StatusCode: 200, Payload: result ?? null };
     };
   }
-  if (resource === 'arn:aws:states:::athena:startQueryExecution.sync') {
-    return async (input) => {
-      const { QueryString } = input as { QueryString: string };
-      try {
-        await services.runQuery(QueryString);
-      } catch (error) {
-        // What Athena's .sync integration does with a FAILED query: States.TaskFailed, the reason as cause.
-        throw new TaskError('States.TaskFailed', error instanceof Error ? error.message : String(error));
-      }
-      return { QueryExecution: { Query: QueryString, Status: { State: 'SUCCEEDED' } } };
-    };
+  if (resource.startsWith(ATHENA_SDK)) {
+    const action = resource.slice(ATHENA_SDK.length);
+    if (Object.hasOwn(ATHENA_ACTIONS, action)) {
+      const call = ATHENA_ACTIONS[action as keyof typeof ATHENA_ACTIONS];
+      // The aws-sdk integration returns the API's response; its errors are named `Athena.<Exception>`.
+      return async (input) => JSON.parse(JSON.stringify(await call(services.athena, input))) as Json;
+    }
   }
   if (resource === 'arn:aws:states:::sns:publish') {
     return async (input) => {
@@ -170,17 +184,31 @@ function taskHandler(stateName: string, state: StateDefinition, services: LocalS
   throw new Error(`state "${stateName}": the resource "${resource}" has no local implementation`);
 }
 
+/** The function name of a name or ARN (`arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`). */
+const functionNameOf = (functionName: string) =>
+  functionName.startsWith('arn:') ? (functionName.split(':')[6] ?? '') : (functionName.split(':')[0] ?? '');
+
 /**
- * Lambda functions from handler modules: `...:function:sluice-<name>` → `<dir>/<name>.ts`,
- * whose `handler(event, context)` is called. Modules are imported on first use.
+ * Lambda functions from handler modules: the function name is looked up in `functions`
+ * (by default the catalog's local names → entry files) and `<dir>/<entry>` is imported on first
+ * use; its `handler(event, context)` is called. An unknown function fails as Lambda does.
  */
-export function handlerModules(dir: string): LocalServices['invokeLambda'] {
+export function handlerModules(
+  dir: string,
+  functions: Readonly<Record<string, string>> = LOCAL_FUNCTIONS,
+): LocalServices['invokeLambda'] {
   const modules = new Map<string, Promise<{ handler?: (event: Json, context: object) => Promise<Json> }>>();
   return async (functionName, payload) => {
-    const name = (functionName.split(':function:').pop() ?? functionName).split(':')[0] ?? '';
-    const module = name.replace(/^sluice-/, '');
-    const file = join(dir, `${module}.ts`);
-    if (!/^[a-z0-9-]+$/.test(module) || !existsSync(file)) {
+    const name = functionNameOf(functionName);
+    const entry = Object.hasOwn(functions, name) ? functions[name] : undefined;
+    if (entry === undefined) {
+      throw new TaskError(
+        'Lambda.ResourceNotFoundException',
+        `Function not found: ${functionName} (the local functions are ${Object.keys(functions).join(', ')})`,
+      );
+    }
+    const file = join(dir, entry);
+    if (!existsSync(file)) {
       throw new TaskError('Lambda.ResourceNotFoundException', `Function not found: ${functionName} (no ${file})`);
     }
     let loaded = modules.get(file);
@@ -212,6 +240,10 @@ export interface ExecuteOptions {
   readonly signal?: AbortSignal;
   /** Distributed Map children run at most this many at a time. */
   readonly maxConcurrency?: number;
+  /** Wait state times in ms by state name. @default LOCAL_WAIT_TIME_OVERRIDES */
+  readonly waitTimeOverrides?: Readonly<Record<string, number>>;
+  /** Retry intervals in ms by state name. For tests only: a run keeps the ASL's backoff. */
+  readonly retryIntervalOverrides?: Readonly<Record<string, number | number[]>>;
 }
 
 /** Runs one execution of a definition to its end. Never rejects for a failed execution: see `status`. */
@@ -221,7 +253,7 @@ export async function execute(
   options: ExecuteOptions,
 ): Promise<ExecutionOutcome> {
   const log = options.log ?? (() => {});
-  const { definition, distributedMaps } = prepareDefinition(source);
+  const { definition, distributedMaps, inlineMaps } = prepareDefinition(source);
   const context = {
     Execution: {
       Id: `arn:aws:states:${REGION}:${ACCOUNT}:execution:sluice-pipeline:${options.name}`,
@@ -232,6 +264,12 @@ export async function execute(
     },
     StateMachine: { Id: `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:sluice-pipeline`, Name: 'sluice-pipeline' },
   };
+  const waitTimeOverrides = options.waitTimeOverrides ?? LOCAL_WAIT_TIME_OVERRIDES;
+  // Aborted when the runtime stops, and by the payload limits (the execution's Distributed Maps stop too).
+  const controller = new AbortController();
+  const onStop = () => controller.abort();
+  if (options.signal?.aborted) controller.abort();
+  options.signal?.addEventListener('abort', onStop);
 
   const handlers: Record<string, TaskHandler> = {};
   const origin = new Map<string, string>();
@@ -255,28 +293,53 @@ export async function execute(
       name,
       distributedMapHandler(name, map, {
         getObject: options.services.getObject,
+        putObject: options.services.putObject,
         taskHandlers: () => handlers,
         context,
         log,
-        signal: options.signal,
+        signal: controller.signal,
         maxConcurrency: options.maxConcurrency,
+        waitTimeOverrides,
+        retryIntervalOverrides: options.retryIntervalOverrides,
       }),
       'Distributed Map',
     );
   }
 
+  const logger = eventLogger(log);
+  for (const [name, map] of inlineMaps) {
+    const processor = (map.ItemProcessor ?? map.Iterator) as { States: Record<string, StateDefinition> };
+    addTasks(processor.States);
+    add(
+      name,
+      inlineMapHandler(name, map, {
+        taskHandlers: () => handlers,
+        context,
+        waitTimeOverrides,
+        retryIntervalOverrides: options.retryIntervalOverrides,
+        signal: controller.signal,
+        onEvent: logger,
+      }),
+      'inline Map',
+    );
+  }
+
   const machine = new StateMachine(definition, { validationOptions: { checkArn: false, checkPaths: false } });
-  const execution = machine.run(input as never, {
-    overrides: { taskResourceLocalHandlers: handlers as never },
-    context: context as never,
-  });
-  const onAbort = () => execution.abort();
-  options.signal?.addEventListener('abort', onAbort);
-  const logging = logEvents(execution.eventLogs as AsyncIterable<RootEvent>, log);
   try {
-    const output = await execution.result;
+    const output = await runWithLimits(machine, input, {
+      handlers,
+      context,
+      waitTimeOverrides,
+      retryIntervalOverrides: options.retryIntervalOverrides,
+      controller,
+      onEvent: logger,
+    });
     return { status: 'SUCCEEDED', output, error: null, cause: null };
   } catch (error) {
+    if (error instanceof DataLimitExceededError) {
+      log(`✗ execution failed: ${error.name}: ${error.message}`);
+      return { status: 'FAILED', output: null, error: error.name, cause: error.message };
+    }
     if (error instanceof ExecutionAbortedError) {
       return { status: 'ABORTED', output: null, error: 'Sluice.Aborted', cause: 'the local runtime was stopped' };
     }
@@ -286,29 +349,17 @@ export async function execute(
     const failure = error instanceof ExecutionError ? (error.cause as Error) : (error as Error);
     return { status: 'FAILED', output: null, error: failure?.name ?? 'Error', cause: failure?.message ?? null };
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
-    await Promise.race([logging, new Promise((resolve) => setTimeout(resolve, 100))]);
+    options.signal?.removeEventListener('abort', onStop);
   }
-}
-
-interface RootEvent {
-  readonly type: string;
-  readonly timestamp: number;
-  readonly index?: number;
-  readonly state?: { readonly name: string; readonly type: string };
-  readonly parentState?: { readonly name: string };
-  readonly Error?: string;
-  readonly Cause?: unknown;
-  readonly retry?: { readonly attempt: number };
-  readonly catch?: { readonly catcher: { readonly Next: string } };
 }
 
 const oneLine = (text: unknown) => readableCause(text).split('\n', 1)[0]?.slice(0, 300) ?? '';
 
-async function logEvents(events: AsyncIterable<RootEvent>, log: (line: string) => void): Promise<void> {
+/** Turns the execution's events into log lines. */
+function eventLogger(log: (line: string) => void): (event: ExecutionEvent) => void {
   const entered = new Map<string, number>();
   const failures = new Map<string, string>();
-  for await (const event of events) {
+  return (event) => {
     const where = event.state
       ? event.index !== undefined && event.parentState
         ? `${event.parentState.name}[${event.index}].${event.state.name}`
@@ -343,5 +394,5 @@ async function logEvents(events: AsyncIterable<RootEvent>, log: (line: string) =
         log('✓ execution succeeded');
         break;
     }
-  }
+  };
 }

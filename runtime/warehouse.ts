@@ -14,7 +14,15 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { type DuckDBConnection, DuckDBInstance, type DuckDBType, DuckDBTypeId } from '@duckdb/node-api';
-import { type ColumnDefinition, type ExternalTable, partitionFilter, referencesTable, translate } from './dialect.ts';
+import {
+  type ColumnDefinition,
+  type ExternalTable,
+  partitionFilter,
+  quoteDuckDb,
+  referencesTable,
+  translate,
+  withAddedColumns,
+} from './dialect.ts';
 
 /** How long an operation waits for another process to release the database file. */
 export const LOCK_WAIT_MS = 30_000;
@@ -30,7 +38,7 @@ export interface WarehouseOptions {
   readonly tmpDir: string;
 }
 
-/** A failed statement: what Athena reports as a FAILED query (the state machine sees States.TaskFailed). */
+/** A failed statement: the local Athena reports it as a FAILED query with this message as StateChangeReason. */
 export class WarehouseQueryError extends Error {
   override name = 'Sluice.WarehouseQueryError';
 }
@@ -75,6 +83,15 @@ export class LocalWarehouse {
       if (translated.kind === 'external-table') {
         await registerExternalTable(connection, translated);
         return [];
+      }
+      if (translated.kind === 'add-columns') {
+        // ALTER TABLE ... ADD COLUMNS on a staging (external) table changes its registered columns;
+        // on an Iceberg (DuckDB) table it runs as DuckDB's ADD COLUMN IF NOT EXISTS.
+        const external = (await externalTables(connection)).find((t) => t.name === translated.name);
+        if (external) {
+          await registerExternalTable(connection, { ...withAddedColumns(external, translated), ifNotExists: false });
+          return [];
+        }
       }
       const scratch = await mkdtemp(join(this.options.tmpDir, 'external-'));
       try {
@@ -138,10 +155,10 @@ export class LocalWarehouse {
     const listPrefix = only !== undefined && partition ? `${prefix}${partition.name}=${only}/` : prefix;
     const files = await this.download(bucket, listPrefix, prefix, folder);
     const columns = [...table.columns, ...table.partitions];
-    const select = columns.map((c) => `CAST(${c.name} AS ${c.type}) AS ${c.name}`).join(', ');
+    const select = columns.map((c) => `CAST(${quoteDuckDb(c.name)} AS ${c.type}) AS ${quoteDuckDb(c.name)}`).join(', ');
     if (files === 0) {
       await connection.run(
-        `CREATE OR REPLACE TEMP VIEW ${table.name} AS SELECT ${columns.map((c) => `CAST(NULL AS ${c.type}) AS ${c.name}`).join(', ')} WHERE false`,
+        `CREATE OR REPLACE TEMP VIEW ${quoteDuckDb(table.name)} AS SELECT ${columns.map((c) => `CAST(NULL AS ${c.type}) AS ${quoteDuckDb(c.name)}`).join(', ')} WHERE false`,
       );
       return;
     }
@@ -149,7 +166,7 @@ export class LocalWarehouse {
     const hiveTypes = table.partitions.map((p) => `${quoteLiteral(p.name)}: VARCHAR`).join(', ');
     const glob = quoteLiteral(`${folder}/**/*.parquet`);
     await connection.run(
-      `CREATE OR REPLACE TEMP VIEW ${table.name} AS SELECT ${select} FROM read_parquet(${glob}, hive_partitioning = true, union_by_name = true${hiveTypes ? `, hive_types = {${hiveTypes}}` : ''})`,
+      `CREATE OR REPLACE TEMP VIEW ${quoteDuckDb(table.name)} AS SELECT ${select} FROM read_parquet(${glob}, hive_partitioning = true, union_by_name = true${hiveTypes ? `, hive_types = {${hiveTypes}}` : ''})`,
     );
   }
 

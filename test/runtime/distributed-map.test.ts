@@ -1,6 +1,7 @@
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalAthena } from '../../runtime/athena.ts';
 import { execute, type LocalServices } from '../../runtime/state-machine.ts';
 import { startTestS3, type TestS3 } from './helpers.ts';
 
@@ -63,11 +64,14 @@ function workers() {
       if (item.fail) throw Object.assign(new Error(`chunk ${item.index} is corrupt`), { name: 'Sluice.InputError' });
       return { index: item.index, rows: item.index * 10 };
     },
-    runQuery: async () => {},
+    athena: new LocalAthena({ run: async () => {} }),
     publish: async () => {},
     getObject: async (bucket, key) => {
       const out = await t.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       return (await out.Body?.transformToString()) ?? '';
+    },
+    putObject: async (bucket, key, body) => {
+      await t.s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
     },
   };
   return { stats, services };
@@ -132,5 +136,74 @@ describe('distributed map (supplied by the runtime)', () => {
 
     expect(outcome.status).toBe('SUCCEEDED');
     expect((outcome.output as { error?: unknown }).error).toBeUndefined();
+  });
+
+  it('writes the results with a ResultWriter as AWS does: manifest.json, SUCCEEDED_0.json, FAILED_0.json', async () => {
+    const { services } = workers();
+    const writer = {
+      ResultWriter: {
+        Resource: 'arn:aws:states:::s3:putObject',
+        Parameters: { Bucket: 'sluice-working', Prefix: 'map-results' },
+      },
+      Label: 'Chunks',
+      ToleratedFailureCount: 2,
+    };
+
+    const outcome = await execute(definition(writer), input, { name: 'map-5', services });
+
+    const output = (
+      outcome.output as { results: { MapRunArn: string; ResultWriterDetails: { Bucket: string; Key: string } } }
+    ).results;
+    expect(outcome.status).toBe('SUCCEEDED');
+    expect(Object.keys(output).sort()).toEqual(['MapRunArn', 'ResultWriterDetails']);
+    const mapRunId = output.MapRunArn.split(':').pop() ?? '';
+    expect(output.MapRunArn).toBe(`arn:aws:states:us-east-1:000000000000:mapRun:sluice-pipeline/Chunks:${mapRunId}`);
+    expect(output.ResultWriterDetails).toEqual({
+      Bucket: 'sluice-working',
+      Key: `map-results/${mapRunId}/manifest.json`,
+    });
+
+    const read = async (key: string) => {
+      const out = await t.s3.send(new GetObjectCommand({ Bucket: 'sluice-working', Key: key }));
+      return JSON.parse((await out.Body?.transformToString()) ?? '');
+    };
+    const manifest = await read(output.ResultWriterDetails.Key);
+    expect(manifest).toEqual({
+      DestinationBucket: 'sluice-working',
+      MapRunArn: output.MapRunArn,
+      ResultFiles: {
+        FAILED: [{ Key: `map-results/${mapRunId}/FAILED_0.json`, Size: expect.any(Number) }],
+        PENDING: [],
+        SUCCEEDED: [{ Key: `map-results/${mapRunId}/SUCCEEDED_0.json`, Size: expect.any(Number) }],
+      },
+    });
+    const succeeded = await read(manifest.ResultFiles.SUCCEEDED[0].Key);
+    const failed = await read(manifest.ResultFiles.FAILED[0].Key);
+    expect(succeeded).toHaveLength(8);
+    expect(succeeded[0]).toMatchObject({
+      Status: 'SUCCEEDED',
+      Input: JSON.stringify({ index: 0, fail: false }),
+      InputDetails: { Included: true },
+      Output: JSON.stringify({ index: 0, rows: 0 }),
+      OutputDetails: { Included: true },
+      ExecutionArn: expect.stringMatching(/^arn:aws:states:us-east-1:000000000000:execution:sluice-pipeline\/Chunks:/),
+      StartDate: expect.any(String),
+      StopDate: expect.any(String),
+    });
+    expect(failed.map((f: { Input: string; Error: string; Cause: string }) => [f.Input, f.Error])).toEqual([
+      [JSON.stringify({ index: 3, fail: true }), 'Sluice.InputError'],
+      [JSON.stringify({ index: 7, fail: true }), 'Sluice.InputError'],
+    ]);
+    expect(failed[0].Cause).toContain('chunk 3 is corrupt');
+    expect(failed[0]).not.toHaveProperty('Output');
+  });
+
+  it('refuses a ResultWriter it cannot write, when the definition is loaded', async () => {
+    const { services } = workers();
+    const writer = { ResultWriter: { WriterConfig: { Transformation: 'FLATTEN', OutputType: 'JSON' } } };
+
+    await expect(execute(definition(writer), input, { name: 'map-6', services })).rejects.toThrow(
+      'state "Process": the embedded runtime supports a ResultWriter with Resource arn:aws:states:::s3:putObject',
+    );
   });
 });

@@ -1,17 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
+  CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { localS3Client } from '../../runtime/s3-client.ts';
+import { startS3Server } from '../../runtime/s3-server.ts';
 import { startTestS3, type TestS3 } from './helpers.ts';
 
 let t: TestS3;
@@ -117,16 +122,174 @@ describe('embedded S3 server', () => {
     expect(listed.Contents?.map((o) => o.Key)).toEqual(['x/2.json']);
   });
 
-  it('reports created objects with their decoded key and ETag', async () => {
+  it('reports created objects with their decoded key, ETag, size and (input bucket) version id', async () => {
     const put = await t.s3.send(
       new PutObjectCommand({ Bucket: 'sluice-input', Key: 'access-logs/a b+c%.csv', Body: 'x' }),
     );
+    const working = await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-working', Key: 'w/a.json', Body: '{}' }));
 
+    expect(put.VersionId).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(t.events).toContainEqual({
       bucket: 'sluice-input',
       key: 'access-logs/a b+c%.csv',
       etag: put.ETag?.replaceAll('"', ''),
       size: 1,
+      versionId: put.VersionId,
     });
+    expect(t.events).toContainEqual({
+      bucket: 'sluice-working',
+      key: 'w/a.json',
+      etag: working.ETag?.replaceAll('"', ''),
+      size: 2,
+    });
+  });
+});
+
+describe('embedded S3 server: listing past 1,000 keys', () => {
+  it('pages ListObjectsV2 with continuation tokens (s3rver alone fails the second page)', async () => {
+    const keys = Array.from({ length: 1100 }, (_, i) => `page/${String(i).padStart(4, '0')}.json`);
+    const queue = [...keys];
+    const put = async () => {
+      for (let key = queue.shift(); key; key = queue.shift()) {
+        await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-working', Key: key, Body: '{}' }));
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, put));
+
+    const first = await t.s3.send(new ListObjectsV2Command({ Bucket: 'sluice-working', Prefix: 'page/' }));
+    const second = await t.s3.send(
+      new ListObjectsV2Command({
+        Bucket: 'sluice-working',
+        Prefix: 'page/',
+        ContinuationToken: first.NextContinuationToken,
+      }),
+    );
+
+    expect(first).toMatchObject({ IsTruncated: true, KeyCount: 1000 });
+    expect(first.NextContinuationToken).toBeTruthy();
+    expect(second).toMatchObject({ IsTruncated: false, KeyCount: 100, ContinuationToken: first.NextContinuationToken });
+    expect(second.NextContinuationToken).toBeUndefined();
+    expect([...(first.Contents ?? []), ...(second.Contents ?? [])].map((o) => o.Key)).toEqual(keys);
+  });
+
+  it('refuses a continuation token it did not make', async () => {
+    const listing = t.s3.send(
+      new ListObjectsV2Command({ Bucket: 'sluice-working', ContinuationToken: 'bm90LWEtdG9rZW4' }),
+    );
+
+    await expect(listing).rejects.toMatchObject({ name: 'InvalidArgument' });
+  });
+});
+
+describe('embedded S3 server: the versioned input bucket', () => {
+  it('returns the VersionId of a PUT on HeadObject and GetObject, and a new one for each PUT', async () => {
+    const first = await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-input', Key: 'v/a.csv', Body: 'one' }));
+    const head = await t.s3.send(new HeadObjectCommand({ Bucket: 'sluice-input', Key: 'v/a.csv' }));
+    const second = await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-input', Key: 'v/a.csv', Body: 'one' }));
+    const got = await t.s3.send(new GetObjectCommand({ Bucket: 'sluice-input', Key: 'v/a.csv' }));
+    await got.Body?.transformToString();
+
+    expect(first.VersionId).toBeTruthy();
+    expect(head.VersionId).toBe(first.VersionId);
+    // Same bytes, same ETag: still a new version, as on a versioned S3 bucket.
+    expect(second.ETag).toBe(first.ETag);
+    expect(second.VersionId).toBeTruthy();
+    expect(second.VersionId).not.toBe(first.VersionId);
+    expect(got.VersionId).toBe(second.VersionId);
+  });
+
+  it('gives a multipart upload and a copy a version id too', async () => {
+    const body = randomBytes(6 * 1024 * 1024);
+    const uploaded = await new Upload({
+      client: t.s3,
+      params: { Bucket: 'sluice-input', Key: 'v/multi.bin', Body: body },
+      partSize: 5 * 1024 * 1024,
+    }).done();
+    const copied = await t.s3.send(
+      new CopyObjectCommand({ Bucket: 'sluice-input', Key: 'v/copy.bin', CopySource: 'sluice-input/v/multi.bin' }),
+    );
+    const headMulti = await t.s3.send(new HeadObjectCommand({ Bucket: 'sluice-input', Key: 'v/multi.bin' }));
+    const headCopy = await t.s3.send(new HeadObjectCommand({ Bucket: 'sluice-input', Key: 'v/copy.bin' }));
+
+    expect(uploaded.VersionId).toBeTruthy();
+    expect(headMulti.VersionId).toBe(uploaded.VersionId);
+    expect(copied.VersionId).toBeTruthy();
+    expect(headCopy.VersionId).toBe(copied.VersionId);
+    expect(t.events.find((e) => e.key === 'v/copy.bin')).toMatchObject({
+      etag: headCopy.ETag?.replaceAll('"', ''),
+      versionId: copied.VersionId,
+    });
+  });
+
+  it('lists objects without a VersionId (ListObjectsV2 has none), and the working bucket has no versions', async () => {
+    await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-input', Key: 'v/listed.csv', Body: 'x' }));
+    const put = await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-working', Key: 'v/w.json', Body: '1' }));
+    const head = await t.s3.send(new HeadObjectCommand({ Bucket: 'sluice-working', Key: 'v/w.json' }));
+
+    const listed = await t.s3.send(new ListObjectsV2Command({ Bucket: 'sluice-input', Prefix: 'v/listed' }));
+
+    expect(listed.Contents?.[0]).toMatchObject({ Key: 'v/listed.csv' });
+    expect(listed.Contents?.[0]).not.toHaveProperty('VersionId');
+    expect(put.VersionId).toBeUndefined();
+    expect(head.VersionId).toBeUndefined();
+  });
+
+  it('keeps version ids across a restart of the server', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-s3-restart-'));
+    const headAfterRestart = async (put: boolean) => {
+      const server = await startS3Server({ dir, port: 0 });
+      const s3 = localS3Client(server.endpoint);
+      try {
+        const written = put
+          ? await s3.send(new PutObjectCommand({ Bucket: 'sluice-input', Key: 'kept.csv', Body: 'k' }))
+          : undefined;
+        const head = await s3.send(new HeadObjectCommand({ Bucket: 'sluice-input', Key: 'kept.csv' }));
+        return written?.VersionId ?? head.VersionId;
+      } finally {
+        s3.destroy();
+        await server.close();
+      }
+    };
+
+    try {
+      const put = await headAfterRestart(true);
+      expect(put).toBeTruthy();
+      expect(await headAfterRestart(false)).toBe(put);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('embedded S3 server: If-Match', () => {
+  it('answers GetObject with a stale If-Match ETag with PreconditionFailed, and the current one with the body', async () => {
+    const old = await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-input', Key: 'm/a.csv', Body: 'old' }));
+    const current = await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-input', Key: 'm/a.csv', Body: 'new' }));
+
+    const stale = t.s3.send(new GetObjectCommand({ Bucket: 'sluice-input', Key: 'm/a.csv', IfMatch: old.ETag }));
+    await expect(stale).rejects.toMatchObject({ name: 'PreconditionFailed', $metadata: { httpStatusCode: 412 } });
+    const got = await t.s3.send(
+      new GetObjectCommand({ Bucket: 'sluice-input', Key: 'm/a.csv', IfMatch: current.ETag, Range: 'bytes=0-1' }),
+    );
+    expect(await got.Body?.transformToString()).toBe('ne');
+    const unquoted = await t.s3.send(
+      new GetObjectCommand({ Bucket: 'sluice-input', Key: 'm/a.csv', IfMatch: current.ETag?.replaceAll('"', '') }),
+    );
+    expect(await unquoted.Body?.transformToString()).toBe('new');
+  });
+
+  it("answers in S3's XML error shape, and HeadObject with 412 too", async () => {
+    await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-working', Key: 'm/b.json', Body: '{}' }));
+
+    const response = await fetch(`${t.server.endpoint}/sluice-working/m/b.json`, {
+      headers: { 'If-Match': '"0123456789abcdef0123456789abcdef"' },
+    });
+    const head = t.s3.send(
+      new HeadObjectCommand({ Bucket: 'sluice-working', Key: 'm/b.json', IfMatch: '"0123456789abcdef"' }),
+    );
+
+    expect(response.status).toBe(412);
+    expect(await response.text()).toMatch(/<Error><Code>PreconditionFailed<\/Code><Message>[^<]+<\/Message>/);
+    await expect(head).rejects.toMatchObject({ $metadata: { httpStatusCode: 412 } });
   });
 });

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
 import { describe, expect, it } from 'vitest';
+import { ALL_PLACEHOLDERS, HANDLERS } from '../../functions/catalog.ts';
+import { LocalAthena } from '../../runtime/athena.ts';
 import {
   execute,
   handlerModules,
@@ -12,14 +14,16 @@ import {
 } from '../../runtime/state-machine.ts';
 
 const FAKE_HANDLERS = join(import.meta.dirname, 'fake-handlers');
+const FAKE_FUNCTIONS = { 'sluice-ok': 'ok.ts', 'sluice-flaky': 'flaky.ts', 'sluice-reject': 'reject.ts' };
 const fn = (name: string) => `arn:aws:lambda:us-east-1:000000000000:function:sluice-${name}`;
 
 function services(overrides: Partial<LocalServices> = {}): LocalServices {
   return {
-    invokeLambda: handlerModules(FAKE_HANDLERS),
-    runQuery: async () => {},
+    invokeLambda: handlerModules(FAKE_HANDLERS, FAKE_FUNCTIONS),
+    athena: new LocalAthena({ run: async () => {} }),
     publish: async () => {},
     getObject: async () => '[]',
+    putObject: async () => {},
     ...overrides,
   };
 }
@@ -90,48 +94,100 @@ describe('state machine: lambda:invoke', () => {
   });
 });
 
-describe('state machine: athena and the Fail state', () => {
+describe('state machine: lambda functions come from the catalog', () => {
+  it('maps a local function name to the entry file the catalog gives it', async () => {
+    const invoke = handlerModules(FAKE_HANDLERS);
+
+    const result = await invoke(`arn:aws:lambda:us-east-1:000000000000:function:${HANDLERS.plan.localName}`, { a: 1 });
+
+    expect(result).toEqual({ fake: HANDLERS.plan.entry, event: { a: 1 } });
+  });
+
+  it('fails like Lambda for a function the catalog does not have', async () => {
+    const invoke = handlerModules(FAKE_HANDLERS);
+
+    await expect(invoke(fn('ok'), {})).rejects.toMatchObject({ name: 'Lambda.ResourceNotFoundException' });
+  });
+});
+
+describe('state machine: Athena through the aws-sdk integration', () => {
+  /** Start, then Get, as the ASL's loop does (without the Wait and the Choice). */
   const definition = {
-    StartAt: 'Query',
+    StartAt: 'Start',
     States: {
-      Query: {
+      Start: {
         Type: 'Task',
-        Resource: 'arn:aws:states:::athena:startQueryExecution.sync',
-        Parameters: { 'QueryString.$': '$.sql', WorkGroup: 'sluice' },
-        ResultPath: null,
-        Catch: [{ ErrorEquals: ['States.TaskFailed'], ResultPath: '$.error', Next: 'Failed' }],
+        Resource: 'arn:aws:states:::aws-sdk:athena:startQueryExecution',
+        Parameters: { 'QueryString.$': '$.sql', WorkGroup: 'wg', QueryExecutionContext: { Database: 'db' } },
+        ResultPath: '$.started',
+        Next: 'Get',
+      },
+      Get: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::aws-sdk:athena:getQueryExecution',
+        Parameters: { 'QueryExecutionId.$': '$.id' },
         End: true,
       },
-      Failed: { Type: 'Fail', ErrorPath: '$.error.Error', CausePath: '$.error.Cause' },
     },
   } as unknown as StateMachineDefinition;
 
-  it('reports a failed query as States.TaskFailed with the engine message as cause, through Fail ErrorPath/CausePath', async () => {
-    const failing = services({
-      runQuery: async () => {
-        throw new Error('Catalog Error: Table with name nope does not exist!');
+  it('fails GetQueryExecution of an unknown id with Athena.InvalidRequestException', async () => {
+    const outcome = await execute(
+      definition,
+      { sql: 'SELECT 1', id: 'no-such-query' },
+      {
+        name: 'athena-1',
+        services: services(),
       },
+    );
+
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'Athena.InvalidRequestException' });
+    expect(outcome.cause).toContain('no-such-query');
+  });
+
+  it("returns GetQueryExecution's response shape", async () => {
+    const athena = new LocalAthena({ run: async () => {} });
+    const { QueryExecutionId } = await athena.startQueryExecution({
+      QueryString: 'CREATE TABLE t (id bigint)',
+      WorkGroup: 'wg',
+      QueryExecutionContext: { Database: 'db' },
     });
+    await athena.idle();
 
-    const outcome = await execute(definition, { sql: 'SELECT * FROM nope' }, { name: 'run-5', services: failing });
+    const outcome = await execute(
+      definition,
+      { sql: 'SELECT 1', id: QueryExecutionId },
+      {
+        name: 'athena-2',
+        services: services({ athena }),
+      },
+    );
 
-    expect(outcome).toMatchObject({
-      status: 'FAILED',
-      error: 'States.TaskFailed',
-      cause: 'Catalog Error: Table with name nope does not exist!',
+    expect(outcome.output).toEqual({
+      QueryExecution: {
+        QueryExecutionId,
+        Query: 'CREATE TABLE t (id bigint)',
+        StatementType: 'DDL',
+        WorkGroup: 'wg',
+        QueryExecutionContext: { Database: 'db' },
+        Status: {
+          State: 'SUCCEEDED',
+          SubmissionDateTime: expect.any(String),
+          CompletionDateTime: expect.any(String),
+        },
+      },
     });
   });
 
-  it('runs the query text it was given', async () => {
-    const seen: string[] = [];
+  it('has no athena .sync integration any more (the ASL does not use it; LocalStack has none)', async () => {
+    const sync = {
+      StartAt: 'Q',
+      States: { Q: { Type: 'Task', Resource: 'arn:aws:states:::athena:startQueryExecution.sync', End: true } },
+    } as unknown as StateMachineDefinition;
 
-    await execute(
-      definition,
-      { sql: 'SELECT 1' },
-      { name: 'run-6', services: services({ runQuery: async (sql) => void seen.push(sql) }) },
+    await expect(execute(sync, {}, { name: 'athena-3', services: services() })).rejects.toThrow(
+      'state "Q": the resource "arn:aws:states:::athena:startQueryExecution.sync" has no local implementation',
     );
-
-    expect(seen).toEqual(['SELECT 1']);
   });
 });
 
@@ -141,6 +197,21 @@ describe('state machine: loading the definition', () => {
 
     expect(JSON.stringify(definition.States)).not.toContain('${');
     expect(JSON.stringify(definition.States)).toContain(LOCAL_PLACEHOLDERS.WorkFunctionArn);
+  });
+
+  it("has a local value for every placeholder of the catalog, the handlers' from their local names", () => {
+    expect(Object.keys(LOCAL_PLACEHOLDERS).sort()).toEqual([...ALL_PLACEHOLDERS].sort());
+    for (const handler of Object.values(HANDLERS)) {
+      expect(LOCAL_PLACEHOLDERS[handler.placeholder]).toBe(
+        `arn:aws:lambda:us-east-1:000000000000:function:${handler.localName}`,
+      );
+    }
+    expect(LOCAL_PLACEHOLDERS).toMatchObject({
+      WorkingBucketName: 'sluice-working',
+      ChildExecutionType: 'EXPRESS',
+      AthenaWorkGroup: 'sluice',
+      GlueDatabase: 'sluice',
+    });
   });
 
   it('fails naming an unknown placeholder', () => {
