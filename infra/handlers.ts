@@ -1,3 +1,8 @@
+/**
+ * The Lambda handlers of the state machine, built from `functions/catalog.ts` (entry files,
+ * sizes, environment names), so that the stack, the embedded runtime and the ASL placeholders
+ * cannot name a handler differently.
+ */
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Duration, RemovalPolicy, type Size } from 'aws-cdk-lib';
@@ -7,8 +12,10 @@ import { type BundlingOptions, NodejsFunction, OutputFormat } from 'aws-cdk-lib/
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { ENV, HANDLERS, type HandlerName, type HandlerSpec } from '../functions/catalog.ts';
 import { ConfigError } from '../functions/errors.ts';
 import { acknowledge, resourceFinding } from './nag.ts';
+import { type CpuArchitecture, npmCpu } from './target.ts';
 
 export interface HandlersProps {
   readonly repoRoot: string;
@@ -17,15 +24,11 @@ export interface HandlersProps {
   readonly buckets: { readonly input: IBucket; readonly working: IBucket; readonly warehouse: IBucket };
   readonly glueDatabase: string;
   readonly logRetention: RetentionDays;
+  /** Architecture of every function, and of the DuckDB binding installed next to their bundles. */
+  readonly architecture: CpuArchitecture;
+  /** Sets the functions' S3 clients to path-style addressing (LocalStack). */
+  readonly s3ForcePathStyle: boolean;
   readonly worker: { readonly memorySize: number; readonly timeout: Duration; readonly ephemeralStorageSize: Size };
-}
-
-interface FunctionOptions {
-  /** Installs @duckdb/node-api (and its linux-arm64 binding) next to the bundle. */
-  readonly duckdb: boolean;
-  readonly memorySize: number;
-  readonly timeout: Duration;
-  readonly ephemeralStorageSize?: Size;
 }
 
 type Access = 'read' | 'put' | 'readWrite';
@@ -49,12 +52,29 @@ const BUNDLED_PIPELINES_DIR = '/var/task/pipelines';
 const REQUIRE_SHIM =
   "import { createRequire as __sluiceCreateRequire } from 'node:module'; const require = __sluiceCreateRequire(import.meta.url);";
 
+const LAMBDA_ARCHITECTURE: Record<CpuArchitecture, Architecture> = {
+  arm64: Architecture.ARM_64,
+  x86_64: Architecture.X86_64,
+};
+
 /**
- * The five Lambda handlers of the state machine, bundled with esbuild for Node 24 on arm64.
- * Each has its own role (logging to its own log group only, plus its bucket grants) instead of
- * AWSLambdaBasicExecutionRole, whose log permissions cover every log group of the account.
+ * npm settings of the bundling step. `bundling.nodeModules` installs @duckdb/node-api with npm,
+ * which picks the native binding package (`@duckdb/node-bindings-<os>-<cpu>`) by these, not by the
+ * build host: Linux, the functions' CPU, and glibc (Lambda's Amazon Linux 2023), so that a build on
+ * macOS or on a musl host still gets the binding Lambda can load.
+ */
+export function bundlingEnvironment(architecture: CpuArchitecture): Record<string, string> {
+  return { npm_config_os: 'linux', npm_config_cpu: npmCpu(architecture), npm_config_libc: 'glibc' };
+}
+
+/**
+ * The five Lambda handlers of the state machine, bundled with esbuild for Node 24 on the chosen
+ * architecture (arm64 on AWS). Each has its own role (logging to its own log group only, plus its
+ * bucket grants) instead of AWSLambdaBasicExecutionRole, whose log permissions cover every log
+ * group of the account.
  */
 export class Handlers extends Construct {
+  readonly functions: Readonly<Record<HandlerName, NodejsFunction>>;
   readonly plan: NodejsFunction;
   readonly work: NodejsFunction;
   readonly verify: NodejsFunction;
@@ -64,18 +84,20 @@ export class Handlers extends Construct {
   constructor(scope: Construct, id: string, props: HandlersProps) {
     super(scope, id);
     const { input, working, warehouse } = props.buckets;
-    const environment = {
-      SLUICE_INPUT_BUCKET: input.bucketName,
-      SLUICE_WORKING_BUCKET: working.bucketName,
-      SLUICE_WAREHOUSE_BUCKET: warehouse.bucketName,
-      SLUICE_PIPELINES_DIR: BUNDLED_PIPELINES_DIR,
-      SLUICE_ATHENA_DATABASE: props.glueDatabase,
+    const environment: Record<string, string> = {
+      [ENV.inputBucket]: input.bucketName,
+      [ENV.workingBucket]: working.bucketName,
+      [ENV.warehouseBucket]: warehouse.bucketName,
+      [ENV.pipelinesDir]: BUNDLED_PIPELINES_DIR,
+      [ENV.athenaDatabase]: props.glueDatabase,
+      ...(props.s3ForcePathStyle ? { [ENV.s3ForcePathStyle]: 'true' } : {}),
       NODE_OPTIONS: '--enable-source-maps',
     };
     const pipelinesInRepo = relative(props.repoRoot, props.pipelinesDir);
 
-    const make = (name: string, file: string, options: FunctionOptions) => {
-      const entry = join(props.handlersDir, file);
+    const make = (spec: HandlerSpec, size: { memorySize: number; timeout: Duration; ephemeralStorageSize?: Size }) => {
+      const name = spec.id;
+      const entry = join(props.handlersDir, spec.entry);
       if (!existsSync(entry)) {
         throw new ConfigError(`handlersDir: the ${name} handler ${entry} does not exist (it must export "handler")`);
       }
@@ -89,13 +111,9 @@ export class Handlers extends Construct {
         sourcesContent: false,
         // Bundle the SDK version the lock file pins rather than whatever the runtime ships.
         bundleAwsSDK: true,
-        ...(options.duckdb
-          ? {
-              // The DuckDB native binding cannot be bundled: install it, for linux-arm64 whatever the build host is.
-              nodeModules: ['@duckdb/node-api'],
-              environment: { npm_config_cpu: 'arm64', npm_config_os: 'linux' },
-            }
-          : {}),
+        environment: bundlingEnvironment(props.architecture),
+        // The DuckDB native binding cannot be bundled: install it, for the functions' platform whatever the build host is.
+        ...(spec.duckdb ? { nodeModules: ['@duckdb/node-api'] } : {}),
         commandHooks: {
           beforeBundling: () => [],
           beforeInstall: () => [],
@@ -119,10 +137,10 @@ export class Handlers extends Construct {
         projectRoot: props.repoRoot,
         depsLockFilePath: join(props.repoRoot, 'package-lock.json'),
         runtime: Runtime.NODEJS_24_X,
-        architecture: Architecture.ARM_64,
-        memorySize: options.memorySize,
-        timeout: options.timeout,
-        ...(options.ephemeralStorageSize ? { ephemeralStorageSize: options.ephemeralStorageSize } : {}),
+        architecture: LAMBDA_ARCHITECTURE[props.architecture],
+        memorySize: size.memorySize,
+        timeout: size.timeout,
+        ...(size.ephemeralStorageSize ? { ephemeralStorageSize: size.ephemeralStorageSize } : {}),
         environment,
         bundling,
         logGroup,
@@ -130,19 +148,26 @@ export class Handlers extends Construct {
       });
     };
 
-    this.plan = make('Plan', 'plan.ts', { duckdb: false, memorySize: 1024, timeout: Duration.minutes(10) });
-    this.work = make('Work', 'work.ts', {
-      duckdb: true,
-      ...props.worker,
-    });
-    // Verify merges the chunks' rejects with DuckDB.
-    this.verify = make('Verify', 'verify.ts', { duckdb: true, memorySize: 1769, timeout: Duration.minutes(10) });
-    this.finish = make('Finish', 'finish.ts', { duckdb: false, memorySize: 512, timeout: Duration.minutes(5) });
-    this.recordFailure = make('RecordFailure', 'record-failure.ts', {
-      duckdb: false,
-      memorySize: 256,
-      timeout: Duration.minutes(1),
-    });
+    const entries = Object.entries(HANDLERS) as [HandlerName, HandlerSpec][];
+    this.functions = Object.fromEntries(
+      entries.map(([key, spec]) => [
+        key,
+        // The worker's size comes from the stack's props (their defaults are the catalog's).
+        make(
+          spec,
+          key === 'work'
+            ? props.worker
+            : { memorySize: spec.memorySize, timeout: Duration.seconds(spec.timeoutSeconds) },
+        ),
+      ]),
+    ) as Record<HandlerName, NodejsFunction>;
+    ({
+      plan: this.plan,
+      work: this.work,
+      verify: this.verify,
+      finish: this.finish,
+      recordFailure: this.recordFailure,
+    } = this.functions);
 
     // Least privilege from the code: only Finish deletes (staging and rejects of its run).
     const grants: [NodejsFunction, IBucket, Access][] = [
@@ -178,6 +203,6 @@ export class Handlers extends Construct {
   }
 
   get all(): NodejsFunction[] {
-    return [this.plan, this.work, this.verify, this.finish, this.recordFailure];
+    return Object.values(this.functions);
   }
 }

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
-import { CfnOutput, Duration, RemovalPolicy, Size, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Fn, RemovalPolicy, Size, Stack, type StackProps, Token } from 'aws-cdk-lib';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import { HANDLERS } from '../functions/catalog.ts';
 import { ConfigError } from '../functions/errors.ts';
 import { loadPipelines, type Pipeline } from '../functions/pipeline/definition.ts';
 import { tableNames } from '../functions/pipeline/sql.ts';
@@ -10,6 +11,14 @@ import { REPO_ROOT } from './asl.ts';
 import { Handlers } from './handlers.ts';
 import { PipelineStateMachine } from './state-machine.ts';
 import { Storage } from './storage.ts';
+import {
+  ARCHITECTURES,
+  type CpuArchitecture,
+  childExecutionType,
+  hostArchitecture,
+  TARGETS,
+  type Target,
+} from './target.ts';
 import { Triggers } from './triggers.ts';
 import { Warehouse } from './warehouse.ts';
 
@@ -35,15 +44,35 @@ export interface SluiceStackProps extends StackProps {
    */
   readonly stateMachineName?: string;
   /**
-   * Name of the Glue database holding the tables.
-   * @default the stack name, lower case, with characters other than a-z and 0-9 as `_`
+   * Name of the Glue database holding the tables. The database is retained when the stack is
+   * deleted (with `dataRemovalPolicy` RETAIN), so a fixed name would make the next deploy of the
+   * same stack fail on the existing database: the default is unique per stack instance.
+   * @default `<stack name, lower case, other characters as _>_<last 12 hex digits of the stack id's UUID>`
    */
   readonly glueDatabaseName?: string;
   /**
    * Name of the Athena workgroup the loads run in.
-   * @default the stack name
+   * @default `<stack name>-<last 12 hex digits of the stack id's UUID>` (unique per stack instance)
    */
   readonly athenaWorkGroupName?: string;
+  /**
+   * Where the stack is deployed: `localstack` runs Distributed Map children as STANDARD
+   * executions (LocalStack's ASL grammar accepts nothing else) and the functions' S3 clients
+   * path-style. See infra/target.ts and docs/localstack.md.
+   * @default 'aws'
+   */
+  readonly target?: Target;
+  /**
+   * Architecture of the functions (and of DuckDB's native binding in their bundles).
+   * @default 'arm64' on AWS; the build host's on LocalStack
+   */
+  readonly architecture?: CpuArchitecture;
+  /**
+   * The account grants Data Catalog access through Lake Formation: the state machine's Athena
+   * queries then need `lakeformation:GetDataAccess`.
+   * @default false
+   */
+  readonly lakeFormation?: boolean;
   /**
    * Athena cancels a query that scans more than this (at least 10 MB).
    * @default 10 GiB
@@ -90,9 +119,9 @@ export interface SluiceStackProps extends StackProps {
 const EXPRESS_CHILD_LIMIT = Duration.minutes(5);
 const DEFAULTS = {
   bytesScannedCutoffPerQuery: Size.gibibytes(10),
-  workerMemorySize: 1769,
+  workerMemorySize: HANDLERS.work.memorySize,
   // Well under the EXPRESS child's 5 minutes, so that retries of a worker fit in its execution.
-  workerTimeout: Duration.minutes(2),
+  workerTimeout: Duration.seconds(HANDLERS.work.timeoutSeconds),
   workerEphemeralStorage: Size.gibibytes(4),
   dataRemovalPolicy: RemovalPolicy.RETAIN,
   logRetention: RetentionDays.ONE_MONTH,
@@ -110,7 +139,7 @@ export class SluiceStack extends Stack {
 
   constructor(scope: Construct, id: string, props: SluiceStackProps = {}) {
     super(scope, id, props);
-    const settings = resolveSettings(this.stackName, props);
+    const settings = resolveSettings(this.stackName, props, stackInstanceSuffix(this));
     this.pipelines = settings.pipelines;
 
     const storage = new Storage(this, 'Storage', { removalPolicy: settings.dataRemovalPolicy });
@@ -127,6 +156,8 @@ export class SluiceStack extends Stack {
       pipelinesDir: settings.pipelinesDir,
       buckets: storage,
       glueDatabase: warehouse.databaseName,
+      architecture: settings.architecture,
+      s3ForcePathStyle: settings.target === 'localstack',
       logRetention: settings.logRetention,
       worker: {
         memorySize: settings.workerMemorySize,
@@ -145,6 +176,8 @@ export class SluiceStack extends Stack {
       failureTopic: failures.topic,
       failureTopicKey: failures.key,
       logRetention: settings.logRetention,
+      childExecutionType: childExecutionType(settings.target),
+      lakeFormation: settings.lakeFormation,
     });
     const triggers = new Triggers(this, 'Triggers', {
       pipelines: [...settings.pipelines.values()],
@@ -188,20 +221,37 @@ interface Settings {
   readonly logRetention: RetentionDays;
   readonly schedulesEnabled: boolean;
   readonly failureEmails: readonly string[];
+  readonly target: Target;
+  readonly architecture: CpuArchitecture;
+  readonly lakeFormation: boolean;
 }
 
+/**
+ * The last group of the stack id's UUID (12 hex digits), as a token: `AWS::StackId` is
+ * `arn:aws:cloudformation:<region>:<account>:stack/<name>/<uuid>`, new for every instance of the
+ * stack. Names built from it do not collide with what a destroyed instance left behind.
+ */
+export function stackInstanceSuffix(stack: Stack): string {
+  return Fn.select(4, Fn.split('-', Fn.select(2, Fn.split('/', stack.stackId))));
+}
+
+/** Length of {@link stackInstanceSuffix} once deployed. */
+const SUFFIX_LENGTH = 12;
+
 /** Applies the defaults once and rejects invalid props, naming them. */
-export function resolveSettings(stackName: string, props: SluiceStackProps): Settings {
+export function resolveSettings(stackName: string, props: SluiceStackProps, instanceSuffix: string): Settings {
   const pipelinesDir = props.pipelinesDir ?? join(REPO_ROOT, 'pipelines');
   const stateMachineName = props.stateMachineName ?? `${stackName}-pipeline`;
+  const target = props.target ?? 'aws';
+  const databasePrefix = stackName.toLowerCase().replace(/[^a-z0-9]/g, '_');
   const s: Settings = {
     pipelinesDir,
     pipelines: loadPipelines(pipelinesDir),
     aslFile: props.aslFile ?? join(REPO_ROOT, 'state-machines', 'pipeline.asl.json'),
     handlersDir: props.handlersDir ?? join(REPO_ROOT, 'functions', 'handlers'),
     stateMachineName,
-    glueDatabaseName: props.glueDatabaseName ?? stackName.toLowerCase().replace(/[^a-z0-9]/g, '_'),
-    athenaWorkGroupName: props.athenaWorkGroupName ?? stackName,
+    glueDatabaseName: props.glueDatabaseName ?? `${databasePrefix}_${instanceSuffix}`,
+    athenaWorkGroupName: props.athenaWorkGroupName ?? `${stackName}-${instanceSuffix}`,
     bytesScannedCutoffPerQuery: props.bytesScannedCutoffPerQuery ?? DEFAULTS.bytesScannedCutoffPerQuery,
     workerMemorySize: props.workerMemorySize ?? DEFAULTS.workerMemorySize,
     workerTimeout: props.workerTimeout ?? DEFAULTS.workerTimeout,
@@ -210,7 +260,13 @@ export function resolveSettings(stackName: string, props: SluiceStackProps): Set
     logRetention: props.logRetention ?? DEFAULTS.logRetention,
     schedulesEnabled: props.schedulesEnabled ?? DEFAULTS.schedulesEnabled,
     failureEmails: props.failureEmails ?? DEFAULTS.failureEmails,
+    target,
+    architecture: props.architecture ?? (target === 'localstack' ? hostArchitecture() : 'arm64'),
+    lakeFormation: props.lakeFormation ?? false,
   };
+  // A default name holds the suffix token: check it as it will be once deployed.
+  const deployed = (name: string) =>
+    Token.isUnresolved(name) ? name.replace(instanceSuffix, '0'.repeat(SUFFIX_LENGTH)) : name;
 
   const problems: string[] = [];
   if (s.pipelines.size === 0) problems.push(`pipelinesDir: ${pipelinesDir} holds no *.yaml pipeline`);
@@ -221,13 +277,19 @@ export function resolveSettings(stackName: string, props: SluiceStackProps): Set
         : `stateMachineName: "${stateMachineName}" is not 1-80 characters of A-Z, a-z, 0-9, - and _`,
     );
   }
-  if (!/^[a-z0-9_]{1,255}$/.test(s.glueDatabaseName)) {
+  if (!/^[a-z0-9_]{1,255}$/.test(deployed(s.glueDatabaseName))) {
     problems.push(`glueDatabaseName: "${s.glueDatabaseName}" is not 1-255 characters of a-z, 0-9 and _`);
   }
-  if (!/^[A-Za-z0-9._-]{1,128}$/.test(s.athenaWorkGroupName)) {
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(deployed(s.athenaWorkGroupName))) {
     problems.push(
-      `athenaWorkGroupName: "${s.athenaWorkGroupName}" is not 1-128 characters of A-Z, a-z, 0-9, ., - and _`,
+      props.athenaWorkGroupName === undefined
+        ? `athenaWorkGroupName: the default "${stackName}-<12 characters of the stack id>" is longer than 128 characters; set athenaWorkGroupName or use a shorter stack name`
+        : `athenaWorkGroupName: "${s.athenaWorkGroupName}" is not 1-128 characters of A-Z, a-z, 0-9, ., - and _`,
     );
+  }
+  if (!TARGETS.includes(s.target)) problems.push(`target: "${s.target}" is not one of ${TARGETS.join(', ')}`);
+  if (!ARCHITECTURES.includes(s.architecture)) {
+    problems.push(`architecture: "${s.architecture}" is not one of ${ARCHITECTURES.join(', ')}`);
   }
   if (s.bytesScannedCutoffPerQuery.toBytes() < 10_000_000) {
     problems.push('bytesScannedCutoffPerQuery: Athena needs at least 10 MB');

@@ -8,11 +8,13 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import { DefinitionBody, LogLevel, StateMachine, StateMachineType } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { HANDLERS, type HandlerName, MAP_RESULTS_PREFIX, PLACEHOLDERS } from '../functions/catalog.ts';
 import { ConfigError } from '../functions/errors.ts';
 import { aslPlaceholders } from './asl.ts';
 import type { Handlers } from './handlers.ts';
 import { acknowledge, resourceFinding } from './nag.ts';
 import { ATHENA_RESULTS_PREFIX } from './storage.ts';
+import type { ChildExecutionType } from './target.ts';
 import type { Warehouse } from './warehouse.ts';
 
 export interface PipelineStateMachineProps {
@@ -25,6 +27,10 @@ export interface PipelineStateMachineProps {
   readonly failureTopic: ITopic;
   readonly failureTopicKey: IKey;
   readonly logRetention: RetentionDays;
+  /** `ProcessorConfig.ExecutionType` of the Distributed Map (EXPRESS on AWS, STANDARD on LocalStack). */
+  readonly childExecutionType: ChildExecutionType;
+  /** The account uses Lake Formation for the Data Catalog: grant `lakeformation:GetDataAccess`. */
+  readonly lakeFormation: boolean;
 }
 
 /**
@@ -43,15 +49,19 @@ export class PipelineStateMachine extends Construct {
     const { handlers, warehouse, workingBucket, warehouseBucket, failureTopic } = props;
     const name = props.stateMachineName;
 
+    // Every placeholder from the catalog (functions/catalog.ts), which the embedded runtime substitutes too.
     const substitutions: Record<string, string> = {
-      PlanFunctionArn: handlers.plan.functionArn,
-      WorkFunctionArn: handlers.work.functionArn,
-      VerifyFunctionArn: handlers.verify.functionArn,
-      FinishFunctionArn: handlers.finish.functionArn,
-      RecordFailureFunctionArn: handlers.recordFailure.functionArn,
-      AthenaWorkGroup: warehouse.workGroupName,
-      GlueDatabase: warehouse.databaseName,
-      FailureTopicArn: failureTopic.topicArn,
+      ...Object.fromEntries(
+        (Object.keys(HANDLERS) as HandlerName[]).map((key) => [
+          HANDLERS[key].placeholder,
+          handlers.functions[key].functionArn,
+        ]),
+      ),
+      [PLACEHOLDERS.athenaWorkGroup]: warehouse.workGroupName,
+      [PLACEHOLDERS.glueDatabase]: warehouse.databaseName,
+      [PLACEHOLDERS.failureTopicArn]: failureTopic.topicArn,
+      [PLACEHOLDERS.workingBucketName]: workingBucket.bucketName,
+      [PLACEHOLDERS.childExecutionType]: props.childExecutionType,
     };
     const definition = readFileSync(props.aslFile, 'utf8');
     const expected = aslPlaceholders(definition).join(', ');
@@ -68,12 +78,21 @@ export class PipelineStateMachine extends Construct {
       resourceName: name,
       arnFormat: ArnFormat.COLON_RESOURCE_NAME,
     });
-    const childExecutions = stack.formatArn({
-      service: 'states',
-      resource: 'execution',
-      resourceName: `${name}/*`,
-      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-    });
+    const executionArn = (resourceName: string) =>
+      stack.formatArn({
+        service: 'states',
+        resource: 'execution',
+        resourceName,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      });
+    // Map Run child executions are named `<state machine>/<map run>:<execution>`; the current guide
+    // ("IAM policies for using Distributed Map states",
+    // https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html) grants
+    // DescribeExecution on `execution:<state machine>:*`; the earlier form, kept for Stop and Redrive,
+    // is `execution:<state machine>/*`.
+    const childExecutions = executionArn(`${name}/*`);
+    const executions = executionArn(`${name}:*`);
+    const mapResults = workingBucket.arnForObjects(`${MAP_RESULTS_PREFIX}/*`);
 
     this.stateMachine = new StateMachine(this, 'Resource', {
       stateMachineName: name,
@@ -109,12 +128,22 @@ export class PipelineStateMachine extends Construct {
       ['states:DescribeExecution', 'states:StopExecution', 'states:RedriveExecution'],
       [childExecutions],
     );
+    allow('DescribeChildExecutions', ['states:DescribeExecution', 'states:StopExecution'], [executions]);
     allow('ReadManifests', ['s3:GetObject'], [workingBucket.arnForObjects('manifests/*')]);
+    // The Distributed Map's ResultWriter writes the children's results under map-results/ with a
+    // multipart upload; these are the actions the Step Functions guide lists for a ResultWriter.
+    allow(
+      'WriteMapResults',
+      ['s3:PutObject', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
+      [mapResults],
+    );
 
-    // Athena runs the DDL and MERGE statements (`.sync`) with the state machine's credentials.
+    // Athena runs every statement (DDL, MERGE, derives, OPTIMIZE, VACUUM) through the aws-sdk
+    // integration: startQueryExecution, then getQueryExecution until it ends. StopQueryExecution
+    // lets a stopped execution's query be cancelled. No `.sync` (LocalStack does not support it).
     allow(
       'RunQueries',
-      ['athena:StartQueryExecution', 'athena:GetQueryExecution', 'athena:GetQueryResults', 'athena:StopQueryExecution'],
+      ['athena:StartQueryExecution', 'athena:GetQueryExecution', 'athena:StopQueryExecution'],
       [warehouse.arns.workGroup],
     );
     allow(
@@ -122,6 +151,9 @@ export class PipelineStateMachine extends Construct {
       ['athena:GetDataCatalog'],
       [stack.formatArn({ service: 'athena', resource: 'datacatalog', resourceName: 'AwsDataCatalog' })],
     );
+    // What the queries themselves need from Glue (Athena's "Configure access to databases and tables
+    // in the AWS Glue Data Catalog": CREATE TABLE needs CreateTable, ALTER TABLE ADD COLUMNS, MERGE,
+    // OPTIMIZE and VACUUM on Iceberg need GetTable and UpdateTable, DROP TABLE needs DeleteTable).
     allow(
       'ManageTables',
       [
@@ -151,6 +183,11 @@ export class PipelineStateMachine extends Construct {
       ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
       [warehouseBucket.arnForObjects('*'), workingBucket.arnForObjects(`${ATHENA_RESULTS_PREFIX}*`)],
     );
+    if (props.lakeFormation) {
+      // With Lake Formation permissions, Athena reads and writes table data with credentials it gets
+      // from Lake Formation. GetDataAccess has no resource-level permissions: AWS requires Resource "*".
+      allow('LakeFormationDataAccess', ['lakeformation:GetDataAccess'], ['*']);
+    }
     allow('NotifyFailure', ['sns:Publish'], [failureTopic.topicArn]);
     // Publishing to a topic encrypted with a customer managed key needs the key.
     allow('EncryptNotification', ['kms:GenerateDataKey', 'kms:Decrypt'], [props.failureTopicKey.keyArn]);
@@ -170,7 +207,11 @@ export class PipelineStateMachine extends Construct {
     acknowledge(
       role,
       'AwsSolutions-IAM5',
-      'No resource-level permissions exist for these, so AWS requires Resource "*": X-Ray PutTraceSegments, PutTelemetryRecords, GetSamplingRules, GetSamplingTargets (tracing) and the CloudWatch Logs vended-log delivery actions Create/Get/Update/Delete/ListLogDeliveries, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups (execution logging); CDK adds both.',
+      `No resource-level permissions exist for these, so AWS requires Resource "*": X-Ray PutTraceSegments, PutTelemetryRecords, GetSamplingRules, GetSamplingTargets (tracing) and the CloudWatch Logs vended-log delivery actions Create/Get/Update/Delete/ListLogDeliveries, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups (execution logging); CDK adds both.${
+        props.lakeFormation
+          ? ' Also lakeformation:GetDataAccess (only with -c lakeFormation=true), which has no resource-level permissions either; Lake Formation itself decides which tables the role may reach.'
+          : ''
+      }`,
       ['Resource::*'],
     );
     acknowledge(
@@ -182,15 +223,17 @@ export class PipelineStateMachine extends Construct {
     acknowledge(
       role,
       'AwsSolutions-IAM5',
-      'Executions of this state machine only (execution:<name>/*): the Distributed Map names its child executions per run, and a redrive targets them.',
-      [resourceFinding(this, childExecutions)],
+      'Executions of this state machine only (execution:<name>/* and execution:<name>:*, the forms of the Step Functions guide for Distributed Map children): the Distributed Map names its child executions per run, and a redrive targets them.',
+      [resourceFinding(this, childExecutions), resourceFinding(this, executions)],
     );
+
     acknowledge(
       role,
       'AwsSolutions-IAM5',
-      "Run-specific objects under fixed prefixes of Sluice's own buckets: the ItemReader reads manifests/, Athena reads staging/ and rejects/, writes athena-results/ and the Iceberg table files of the warehouse bucket (their paths are chosen by Iceberg).",
+      "Run-specific objects under fixed prefixes of Sluice's own buckets: the ItemReader reads manifests/, the ResultWriter writes map-results/, Athena reads staging/ and rejects/, writes athena-results/ and the Iceberg table files of the warehouse bucket (their paths are chosen by Iceberg).",
       [
         workingBucket.arnForObjects('manifests/*'),
+        mapResults,
         workingBucket.arnForObjects('staging/*'),
         workingBucket.arnForObjects('rejects/*'),
         workingBucket.arnForObjects(`${ATHENA_RESULTS_PREFIX}*`),

@@ -8,6 +8,7 @@ import {
   ObjectOwnership,
 } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { MAP_RESULTS_PREFIX } from '../functions/catalog.ts';
 
 export interface StorageProps {
   /** What happens to the buckets when the stack is deleted (DESTROY only succeeds on empty buckets). */
@@ -66,6 +67,9 @@ export class Storage extends Construct {
         abortUploads,
         { prefix: ATHENA_RESULTS_PREFIX, expiration: Duration.days(30) },
         { prefix: 'manifests/', expiration: Duration.days(90) },
+        // The Distributed Map's ResultWriter leaves a manifest and result files per run; Verify reads the
+        // chunk results from the run folder instead, so these are only for looking into a run.
+        { prefix: `${MAP_RESULTS_PREFIX}/`, expiration: Duration.days(30) },
       ],
     });
 

@@ -17,9 +17,12 @@ export interface WarehouseProps {
  * The Glue database and the Athena workgroup the state machine's queries run in.
  *
  * The tables are not declared here: Iceberg tables created as `AWS::Glue::Table` break on
- * update, so the state machine's Setup step runs each pipeline's `CREATE TABLE IF NOT EXISTS`
- * DDL (from `functions/pipeline/sql.ts`) through Athena before its first load, and again
+ * update, so the state machine's Load state runs each pipeline's `CREATE TABLE IF NOT EXISTS`
+ * (and `ALTER TABLE ... ADD COLUMNS`) DDL through Athena before its first load, and again
  * whenever the pipeline's table definition changes.
+ *
+ * Both names default to names unique per stack instance (see `SluiceStack`): the database is
+ * retained when the stack is deleted, and a new instance must not fail on its name.
  */
 export class Warehouse extends Construct {
   readonly databaseName: string;

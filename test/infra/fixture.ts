@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { HANDLERS, PLACEHOLDERS } from '../../functions/catalog.ts';
 import { REPO_ROOT } from '../../infra/asl.ts';
 import { SluiceStack, type SluiceStackProps } from '../../infra/stack.ts';
 
@@ -66,3 +67,49 @@ export function policyStatements(template: Template): { owner: string; statement
 }
 
 export const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+/** The template as JSON, written to a temporary file for the command-line checkers (cfn-lint). */
+export function writeTemplate(template: Template, name: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'sluice-template-')), `${name}.template.json`);
+  writeFileSync(file, JSON.stringify(template.toJSON(), null, 1));
+  return file;
+}
+
+/** The pipeline state machine of a template: its logical id and properties. */
+export function stateMachineOf(template: Template): { id: string; properties: Record<string, unknown> } {
+  const machines = Object.entries(template.findResources('AWS::StepFunctions::StateMachine') as Resources);
+  const [entry] = machines;
+  if (machines.length !== 1 || !entry) throw new Error(`expected one state machine, found ${machines.length}`);
+  return { id: entry[0], properties: entry[1].Properties };
+}
+
+/** Plausible deployed values of the placeholders that the template fills with references. */
+const SAMPLE_VALUES: Record<string, string> = {
+  ...Object.fromEntries(
+    Object.values(HANDLERS).map((h) => [
+      h.placeholder,
+      `arn:aws:lambda:us-east-1:123456789012:function:${h.localName}`,
+    ]),
+  ),
+  [PLACEHOLDERS.athenaWorkGroup]: 'Sluice-0123456789ab',
+  [PLACEHOLDERS.glueDatabase]: 'sluice_0123456789ab',
+  [PLACEHOLDERS.failureTopicArn]: 'arn:aws:sns:us-east-1:123456789012:sluice-failures',
+  [PLACEHOLDERS.workingBucketName]: 'sluice-working-0123456789ab',
+};
+
+/**
+ * The state machine's definition as CloudFormation would create it: each `${Key}` of
+ * DefinitionSubstitutions replaced by its value when the template spells it (e.g.
+ * ChildExecutionType), by a plausible value of the same kind when it is a reference.
+ */
+export function renderedDefinition(template: Template): string {
+  const { properties } = stateMachineOf(template);
+  const substitutions = properties.DefinitionSubstitutions as Record<string, unknown>;
+  let definition = properties.DefinitionString as string;
+  for (const [key, value] of Object.entries(substitutions)) {
+    const text = typeof value === 'string' ? value : SAMPLE_VALUES[key];
+    if (text === undefined) throw new Error(`no sample value for the placeholder ${key}: add one to SAMPLE_VALUES`);
+    definition = definition.replaceAll(`\${${key}}`, text);
+  }
+  return definition;
+}

@@ -22,6 +22,14 @@ describe('cdk-nag AwsSolutions', () => {
     expect(nagFindings(stack)).toEqual([]);
   });
 
+  it.each([
+    ['the LocalStack template', { target: 'localstack' as const }],
+    ['Lake Formation on', { lakeFormation: true }],
+  ])('finds nothing unacknowledged in %s', (_, props) => {
+    const { stack } = synthStack(props);
+    expect(nagFindings(stack)).toEqual([]);
+  });
+
   it('still reports what nobody acknowledged', () => {
     const { stack } = synthStack();
     new Bucket(stack, 'Careless');

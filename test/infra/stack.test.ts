@@ -4,6 +4,22 @@ import { describe, expect, it } from 'vitest';
 import type { SluiceStackProps } from '../../infra/stack.ts';
 import { type Resources, synthStack, twoPipelinesDir } from './fixture.ts';
 
+/** `<prefix><last group of the stack id's UUID>`, as CloudFormation builds it. */
+const instanceName = (prefix: string) => ({
+  'Fn::Join': [
+    '',
+    [
+      prefix,
+      {
+        'Fn::Select': [
+          4,
+          { 'Fn::Split': ['-', { 'Fn::Select': [2, { 'Fn::Split': ['/', { Ref: 'AWS::StackId' }] }] }] },
+        ],
+      },
+    ],
+  ],
+});
+
 describe('SluiceStack resources', () => {
   const { template, stack } = synthStack({ pipelinesDir: twoPipelinesDir() });
   const ref = (resource: string) => ({ Ref: Match.stringLikeRegexp(`^${resource}`) });
@@ -113,7 +129,7 @@ describe('SluiceStack resources', () => {
             SLUICE_WORKING_BUCKET: { Ref: expect.stringMatching(/^StorageWorking/) },
             SLUICE_WAREHOUSE_BUCKET: { Ref: expect.stringMatching(/^StorageWarehouse/) },
             SLUICE_PIPELINES_DIR: '/var/task/pipelines',
-            SLUICE_ATHENA_DATABASE: 'test',
+            SLUICE_ATHENA_DATABASE: instanceName('test_'),
           },
         },
         LoggingConfig: { LogGroup: { Ref: expect.stringMatching(/^Handlers.*Logs/) } },
@@ -138,7 +154,7 @@ describe('SluiceStack resources', () => {
 
   it('gives Athena a workgroup that enforces its settings, encrypts results and caps each scan', () => {
     template.hasResourceProperties('AWS::Athena::WorkGroup', {
-      Name: 'Test',
+      Name: instanceName('Test-'),
       WorkGroupConfiguration: {
         EnforceWorkGroupConfiguration: true,
         BytesScannedCutoffPerQuery: 10 * 1024 ** 3,
@@ -151,7 +167,7 @@ describe('SluiceStack resources', () => {
         },
       },
     });
-    template.hasResourceProperties('AWS::Glue::Database', { DatabaseInput: { Name: 'test' } });
+    template.hasResourceProperties('AWS::Glue::Database', { DatabaseInput: { Name: instanceName('test_') } });
     expect(Object.keys(template.findResources('AWS::Glue::Table'))).toHaveLength(0);
   });
 
@@ -219,6 +235,43 @@ describe('SluiceStack props', () => {
   it('rejects two pipelines that would write the same table', () => {
     const dir = twoPipelinesDir({ clicksTable: 'access_logs' });
     expect(() => synthStack({ pipelinesDir: dir })).toThrow(/both use table access_logs\b/);
+  });
+
+  it('names the retained Glue database and the workgroup per stack instance, so a redeploy after cdk destroy does not meet the old names', () => {
+    const { template } = synthStack();
+    const database = Object.values(template.findResources('AWS::Glue::Database') as Resources)[0];
+    const workGroup = Object.values(template.findResources('AWS::Athena::WorkGroup') as Resources)[0];
+    const databaseName = (database?.Properties.DatabaseInput as { Name: unknown } | undefined)?.Name;
+    // Not the plain stack name (which a destroyed instance's retained database still holds)...
+    expect(databaseName).not.toBe('test');
+    expect(workGroup?.Properties.Name).not.toBe('Test');
+    // ...but the stack name and the stack id's UUID, which CloudFormation makes new for every instance.
+    expect(databaseName).toEqual(instanceName('test_'));
+    expect(workGroup?.Properties.Name).toEqual(instanceName('Test-'));
+    // The same tokens reach the state machine's substitutions and the outputs.
+    const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine') as Resources)[0];
+    expect(machine?.Properties.DefinitionSubstitutions).toMatchObject({
+      GlueDatabase: instanceName('test_'),
+      AthenaWorkGroup: instanceName('Test-'),
+    });
+    expect(template.findOutputs('GlueDatabase').GlueDatabase?.Value).toEqual(instanceName('test_'));
+    expect(template.findOutputs('AthenaWorkGroup').AthenaWorkGroup?.Value).toEqual(instanceName('Test-'));
+  });
+
+  it('keeps explicit Glue database and workgroup names', () => {
+    const { template } = synthStack({ glueDatabaseName: 'warehouse', athenaWorkGroupName: 'loads' });
+    template.hasResourceProperties('AWS::Glue::Database', { DatabaseInput: { Name: 'warehouse' } });
+    template.hasResourceProperties('AWS::Athena::WorkGroup', { Name: 'loads' });
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      DefinitionSubstitutions: Match.objectLike({ GlueDatabase: 'warehouse', AthenaWorkGroup: 'loads' }),
+    });
+    expect(template.findOutputs('GlueDatabase').GlueDatabase?.Value).toBe('warehouse');
+  });
+
+  it('rejects a stack name too long for the default workgroup name, naming the prop', () => {
+    expect(() => synthStack({ stackName: 'S'.repeat(120), stateMachineName: 'pipeline' })).toThrow(
+      /athenaWorkGroupName: the default .* is longer than 128 characters/,
+    );
   });
 
   it('deploys schedules disabled when asked', () => {

@@ -2,7 +2,15 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { aslPlaceholders } from '../../infra/asl.ts';
-import { ASL_FILE, asArray, policyStatements, type Resources, synthStack } from './fixture.ts';
+import {
+  ASL_FILE,
+  asArray,
+  policyStatements,
+  type Resources,
+  renderedDefinition,
+  stateMachineOf,
+  synthStack,
+} from './fixture.ts';
 
 type AslValidator = (
   definition: unknown,
@@ -15,13 +23,21 @@ const { template } = synthStack();
 const [[machineId, machine]] = Object.entries(
   template.findResources('AWS::StepFunctions::StateMachine') as Resources,
 ) as [[string, Resources[string]]];
-const machineRoleId = (machine.Properties.RoleArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
 const statements = policyStatements(template);
-const machineStatements = statements.filter((s) => s.owner.startsWith(machineRoleId.replace(/[0-9A-F]{8}$/, '')));
+const machineStatementsOf = (t: typeof template) => {
+  const roleId = (stateMachineOf(t).properties.RoleArn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+  return policyStatements(t).filter((s) => s.owner.startsWith(roleId.replace(/[0-9A-F]{8}$/, '')));
+};
+const machineStatements = machineStatementsOf(template);
+const localstack = synthStack({ target: 'localstack' }).template;
 
 describe('the ASL file', () => {
-  it('is valid Amazon States Language', () => {
-    const result = aslValidator(JSON.parse(asl));
+  // asl-validator does not know `${ChildExecutionType}` as an ExecutionType: validate what CloudFormation creates.
+  it.each([
+    ['AWS', template],
+    ['LocalStack', localstack],
+  ])('is valid Amazon States Language once the %s template substitutes it', (_, t) => {
+    const result = aslValidator(JSON.parse(renderedDefinition(t)));
     expect(result.errorsText('\n')).toBe('');
     expect(result.isValid).toBe(true);
   });
@@ -59,9 +75,11 @@ describe('the state machine', () => {
       VerifyFunctionArn: functionArn('Verify'),
       FinishFunctionArn: functionArn('Finish'),
       RecordFailureFunctionArn: functionArn('RecordFailure'),
-      AthenaWorkGroup: 'Test',
-      GlueDatabase: 'test',
+      AthenaWorkGroup: { 'Fn::Join': ['', ['Test-', expect.anything()]] },
+      GlueDatabase: { 'Fn::Join': ['', ['test_', expect.anything()]] },
       FailureTopicArn: { Ref: expect.stringMatching(/^FailuresTopic/) },
+      WorkingBucketName: { Ref: expect.stringMatching(/^StorageWorking/) },
+      ChildExecutionType: 'EXPRESS',
     });
   });
 
@@ -103,9 +121,51 @@ describe('IAM', () => {
     expect(json('StartChildExecutions')).toContain(':stateMachine:Test-pipeline"');
     expect(json('ManageChildExecutions')).toContain(':execution:Test-pipeline/*"');
     expect(json('ReadManifests')).toContain('/manifests/*');
-    expect(json('RunQueries')).toContain(':workgroup/Test"');
-    expect(json('ManageTables')).toContain(':table/test/*"');
+    expect(json('RunQueries')).toContain(':workgroup/Test-",{"Fn::Select"');
+    expect(json('ManageTables')).toContain(':table/test_",{"Fn::Select"');
     expect(json('NotifyFailure')).toMatch(/"Ref":"FailuresTopic/);
+  });
+
+  it('lets the Distributed Map describe and stop its children as the current Step Functions guide names them (execution:<name>:*)', () => {
+    const statement = machineStatements.find(({ statement }) => statement.Sid === 'DescribeChildExecutions')?.statement;
+    expect(asArray(statement?.Action ?? []).sort()).toEqual(['states:DescribeExecution', 'states:StopExecution']);
+    expect(JSON.stringify(statement?.Resource)).toContain(':execution:Test-pipeline:*"');
+  });
+
+  it('lets the ResultWriter write map-results/ of the working bucket, and nothing else of it', () => {
+    const statement = machineStatements.find(({ statement }) => statement.Sid === 'WriteMapResults')?.statement;
+    expect(asArray(statement?.Action ?? []).sort()).toEqual([
+      's3:AbortMultipartUpload',
+      's3:GetObject',
+      's3:ListMultipartUploadParts',
+      's3:PutObject',
+    ]);
+    expect(statement?.Resource).toEqual({
+      'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^StorageWorking/), 'Arn'] }, '/map-results/*']],
+    });
+  });
+
+  it('runs Athena through the aws-sdk integration: start, get and stop a query, no .sync extras', () => {
+    const statement = machineStatements.find(({ statement }) => statement.Sid === 'RunQueries')?.statement;
+    expect(asArray(statement?.Action ?? []).sort()).toEqual([
+      'athena:GetQueryExecution',
+      'athena:StartQueryExecution',
+      'athena:StopQueryExecution',
+    ]);
+    const tables = machineStatements.find(({ statement }) => statement.Sid === 'ManageTables')?.statement;
+    // CREATE TABLE, ALTER TABLE ADD COLUMNS, MERGE, OPTIMIZE and VACUUM on Iceberg tables.
+    expect(asArray(tables?.Action ?? [])).toEqual(
+      expect.arrayContaining(['glue:GetTable', 'glue:UpdateTable', 'glue:CreateTable', 'glue:GetDatabase']),
+    );
+  });
+
+  it('grants lakeformation:GetDataAccess only when the account uses Lake Formation', () => {
+    const actions = (t: typeof template) =>
+      machineStatementsOf(t).flatMap(({ statement }) => asArray(statement.Action));
+    expect(actions(template)).not.toContain('lakeformation:GetDataAccess');
+    const withLakeFormation = machineStatementsOf(synthStack({ lakeFormation: true }).template);
+    const grant = withLakeFormation.find(({ statement }) => statement.Sid === 'LakeFormationDataAccess')?.statement;
+    expect(grant?.Action).toBe('lakeformation:GetDataAccess');
   });
 
   it('lets the scheduler start the state machine and nothing else', () => {
