@@ -2,6 +2,8 @@
 /**
  * The Sluice CLI for the embedded runtime: `sluice dev | run | runs | query`. Every command
  * works whether `sluice dev` is running or not, on the same data (`--dir`, default `.sluice`).
+ * `sluice run --scheduled --target localstack|aws` starts the scheduled run on a deployed stack
+ * instead (cli/remote.ts): LocalStack stores schedules but never fires them.
  */
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -19,6 +21,17 @@ import { readableCause } from '../runtime/state-machine.ts';
 import { uploadFile } from '../runtime/upload.ts';
 import { LocalWarehouse, WarehouseQueryError } from '../runtime/warehouse.ts';
 import { duration, printSummary, printTable } from './format.ts';
+import {
+  DEFAULT_STACK,
+  isTarget,
+  LOCALSTACK_ENDPOINT,
+  printRemoteResult,
+  RemoteRunError,
+  runScheduledRemote,
+  STATE_MACHINE_OUTPUT,
+  TARGETS,
+  targetConfig,
+} from './remote.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -28,7 +41,8 @@ class CliError extends Error {
 }
 
 const HELP: Record<string, string> = {
-  main: `sluice: run Sluice pipelines locally (embedded S3, state machine, handlers and DuckDB warehouse)
+  main: `sluice: run Sluice pipelines locally (embedded S3, state machine, handlers and DuckDB warehouse),
+or start a scheduled run on a deployed stack (LocalStack or AWS)
 
 Usage: sluice <command> [options]
 
@@ -37,6 +51,8 @@ Commands:
   run <pipeline> --file F   Upload F to the pipeline's input prefix and wait for its run
   run <pipeline> --scheduled
                             Start the pipeline's scheduled run now
+  run <pipeline> --scheduled --target localstack|aws [--stack Sluice]
+                            Start it on a deployed stack and wait for it
   runs                      List runs, newest first
   query "<SQL>"             Query the local warehouse
 
@@ -57,12 +73,26 @@ Options:
   --dir <path>   runtime folder (default .sluice)`,
   run: `Usage: sluice run <pipeline> --file <path> [--dir .sluice]
        sluice run <pipeline> --scheduled [--dir .sluice]
+       sluice run <pipeline> --scheduled --target localstack|aws [--stack ${DEFAULT_STACK}]
 
 --file       uploads the file to s3://sluice-input/<pipeline's prefix><file name> and waits for
              the run the upload starts; the file name must end with one of the pipeline's suffixes.
 --scheduled  starts the run the pipeline's schedule would start, now.
-Prints the run's summary; exits 0 only if the run SUCCEEDED.
-Uses the S3 endpoint of a running "sluice dev", else starts one in this process.`,
+--target     where to run: ${TARGETS.join(', ')} (default local).
+  local        the embedded runtime: uses the S3 endpoint of a running "sluice dev", else starts
+               one in this process; prints the run's summary.
+  localstack   a stack deployed on LocalStack (npm run localstack:deploy), whose EventBridge
+               Scheduler never fires schedules: endpoint AWS_ENDPOINT_URL, else
+               ${LOCALSTACK_ENDPOINT}; region AWS_REGION, else us-east-1;
+               credentials test/test unless AWS_ACCESS_KEY_ID or AWS_PROFILE is set.
+  aws          a stack deployed on AWS, with the AWS SDK's usual configuration (AWS_PROFILE,
+               AWS_REGION, ~/.aws/config, SSO, instance role).
+             With localstack or aws, the state machine is the stack's ${STATE_MACHINE_OUTPUT} output; the run
+             gets the schedule's input {"pipeline":"<pipeline>","trigger":"schedule"}, and is checked
+             every 2 s until it ends; prints its execution ARN, status, and any error and cause.
+             --file is not built for these targets yet (issue 10 will add it).
+--stack      the deployed stack's name (default ${DEFAULT_STACK}); only with --target localstack|aws.
+Exits 0 only if the run SUCCEEDED.`,
   runs: `Usage: sluice runs [--json] [--dir .sluice]
 
 Lists runs, newest first: status, trigger, chunks, rows read/loaded/rejected, error.
@@ -96,15 +126,39 @@ async function dev(args: string[]): Promise<number> {
 }
 
 async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { file: { type: 'string' }, scheduled: { type: 'boolean' } } as const);
+  const { values, positionals } = parse(args, {
+    file: { type: 'string' },
+    scheduled: { type: 'boolean' },
+    target: { type: 'string', default: 'local' },
+    stack: { type: 'string' },
+  } as const);
   if (values.help) return help('run');
   const [name, ...extra] = positionals;
   if (!name) throw new CliError('which pipeline? usage: sluice run <pipeline> --file <path> | --scheduled');
   if (extra.length > 0) throw new CliError(`unexpected argument(s): ${extra.join(' ')}`);
   if (Boolean(values.file) === Boolean(values.scheduled))
     throw new CliError('give exactly one of --file <path> or --scheduled');
+  const target = values.target;
+  if (!isTarget(target)) throw new CliError(`unknown --target "${target}"; use one of ${TARGETS.join(', ')}`);
+  if (target === 'local' && values.stack !== undefined) {
+    throw new CliError('--stack names a deployed stack: use it with --target localstack or --target aws');
+  }
+  if (target !== 'local' && values.file) {
+    throw new CliError(
+      `--file with --target ${target} is not built yet (issue 10 will add it); upload the file to the stack's input bucket yourself (docs/localstack.md, step 4), or use --scheduled`,
+    );
+  }
   const where = paths(values.dir);
   const pipeline = getPipeline(loadPipelines(localFiles(where).pipelines), name);
+  if (target !== 'local') {
+    const stack = values.stack ?? DEFAULT_STACK;
+    if (stack === '') throw new CliError('--stack needs a stack name');
+    const config = targetConfig(target);
+    log(`starting the scheduled run of ${pipeline.name} on stack "${stack}" on ${config.where}`);
+    const result = await runScheduledRemote({ config, stack, pipeline: pipeline.name, log });
+    printRemoteResult(result, pipeline.name);
+    return result.status === 'SUCCEEDED' ? 0 : 1;
+  }
   const running = await findDev(where);
 
   let record: ExecutionRecord;
@@ -277,7 +331,11 @@ main(process.argv.slice(2)).then(
     setTimeout(() => process.exit(), 200).unref();
   },
   (error: unknown) => {
-    const expected = error instanceof CliError || error instanceof SluiceError || error instanceof WarehouseQueryError;
+    const expected =
+      error instanceof CliError ||
+      error instanceof SluiceError ||
+      error instanceof WarehouseQueryError ||
+      error instanceof RemoteRunError;
     console.error(
       `sluice: ${expected || !process.env.SLUICE_DEBUG ? (error as Error).message : (error as Error).stack}`,
     );

@@ -400,6 +400,13 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
       running.add(controller);
       const startDate = new Date().toISOString();
       const childName = randomUUID();
+      const childRecord = () => ({
+        index,
+        name: childName,
+        input: childInput,
+        startDate,
+        stopDate: new Date().toISOString(),
+      });
       let lastError = '';
       try {
         const output = await runWithLimits(child, childInput, {
@@ -417,29 +424,12 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
           },
         });
         results[index] = output;
-        records[index] = {
-          index,
-          name: childName,
-          input: childInput,
-          startDate,
-          stopDate: new Date().toISOString(),
-          status: 'SUCCEEDED',
-          output,
-        };
+        records[index] = { ...childRecord(), status: 'SUCCEEDED', output };
       } catch (error) {
         if (stopped()) return;
         const failure = childFailure(index, error);
         results[index] = { Error: failure.error, Cause: failure.cause };
-        records[index] = {
-          index,
-          name: childName,
-          input: childInput,
-          startDate,
-          stopDate: new Date().toISOString(),
-          status: 'FAILED',
-          error: failure.error,
-          cause: failure.cause,
-        };
+        records[index] = { ...childRecord(), status: 'FAILED', error: failure.error, cause: failure.cause };
         failed++;
         firstFailure ??= failure;
         deps.log(`${name}[${index}] failed: ${failure.error}: ${firstLine(failure.cause)}`);
