@@ -22,6 +22,7 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import type { RunRequest } from '../functions/contracts.ts';
+import { plainFailure } from '../functions/run/failure-message.ts';
 import { readableCause } from '../runtime/state-machine.ts';
 
 /** Where `sluice run` runs: the embedded runtime (default), LocalStack, or the AWS account of the SDK's configuration. */
@@ -245,9 +246,10 @@ export function printRemoteResult(result: RemoteRunResult, pipeline: string): vo
   }
   console.log(`error     ${result.error ?? '(none given)'}`);
   console.log(`cause     ${result.cause ? readableCause(result.cause) : '(none given)'}`);
+  // The plain sentence, never Lambda's error JSON: the run record in the working bucket has the details.
   console.log(
     `The scheduled run of ${pipeline} ended ${result.status}` +
       (result.error ? ` with error ${result.error}` : '') +
-      (result.cause ? `: ${readableCause(result.cause).split('\n', 1)[0]}` : '.'),
+      `: ${plainFailure(result.error, result.cause)}`,
   );
 }

@@ -13,14 +13,13 @@ import { SluiceError } from '../functions/errors.ts';
 import { getPipeline, loadPipelines } from '../functions/pipeline/definition.ts';
 import { type DevInfo, findDev, startDev, startEmbedded, timestamped } from '../runtime/dev.ts';
 import { localFiles } from '../runtime/environment.ts';
-import { type ExecutionRecord, ExecutionStore, toRunRow } from '../runtime/executions.ts';
+import { type ExecutionRecord, ExecutionStore, toRunDetail, toRunRow } from '../runtime/executions.ts';
 import { createLocalRuntime } from '../runtime/local-runtime.ts';
 import { localS3Client } from '../runtime/s3-client.ts';
 import { LOCAL_BUCKETS, startS3Server } from '../runtime/s3-server.ts';
-import { readableCause } from '../runtime/state-machine.ts';
 import { uploadFile } from '../runtime/upload.ts';
-import { LocalWarehouse, WarehouseQueryError } from '../runtime/warehouse.ts';
-import { duration, printSummary, printTable } from './format.ts';
+import { LocalWarehouse, WarehouseQueryError, WarehouseReadOnlyError } from '../runtime/warehouse.ts';
+import { duration, printRunDetail, printSummary, printTable } from './format.ts';
 import {
   DEFAULT_STACK,
   isTarget,
@@ -53,8 +52,8 @@ Commands:
                             Start the pipeline's scheduled run now
   run <pipeline> --scheduled --target localstack|aws [--stack Sluice]
                             Start it on a deployed stack and wait for it
-  runs                      List runs, newest first
-  query "<SQL>"             Query the local warehouse
+  runs [<run>]              List runs, newest first, or show one run
+  query "<SQL>" [--write]   Query the local warehouse (read-only unless --write)
 
 Every command takes --dir <folder> (default .sluice) and works with or without "sluice dev" running.
 Set SLUICE_CHUNK_SIZE (e.g. 1MB) to split small files into several chunks.
@@ -93,15 +92,20 @@ Options:
              --file is not built for these targets yet (issue 10 will add it).
 --stack      the deployed stack's name (default ${DEFAULT_STACK}); only with --target localstack|aws.
 Exits 0 only if the run SUCCEEDED.`,
-  runs: `Usage: sluice runs [--json] [--dir .sluice]
+  runs: `Usage: sluice runs [<run>] [--json] [--dir .sluice]
 
-Lists runs, newest first: status, trigger, chunks, rows read/loaded/rejected, error.
---json   print a JSON array instead of a table`,
-  query: `Usage: sluice query "<SQL>" [--json] [--dir .sluice]
+Lists runs, newest first: status, trigger, chunks, rows read/loaded/rejected, and what went wrong.
+With a run id, shows that run: its summary, input, steps, and a failure's message and details
+(error type, request id, the failed chunks with their files and byte ranges).
+--json   print JSON (an array of runs, or the one run) instead of a table`,
+  query: `Usage: sluice query "<SQL>" [--json] [--write] [--dir .sluice]
 
 Runs SQL on the local warehouse (<dir>/warehouse.duckdb): the tables the runs loaded,
 e.g. sluice query "SELECT day, path, requests FROM daily_traffic ORDER BY day, path"
---json   print a JSON array of row objects instead of a table`,
+The warehouse is opened read-only: a statement that changes it (INSERT, DELETE, CREATE,
+DROP, COPY ... TO a file...) fails unless --write is given.
+--json   print a JSON array of row objects instead of a table
+--write  allow statements that change the warehouse`,
 };
 
 const COMMON = { dir: { type: 'string', default: '.sluice' }, help: { type: 'boolean', short: 'h' } } as const;
@@ -244,9 +248,21 @@ async function runInProcess(where: ReturnType<typeof paths>, file: string, key: 
 }
 
 async function runs(args: string[]): Promise<number> {
-  const { values } = parse(args, { json: { type: 'boolean' } } as const);
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } } as const);
   if (values.help) return help('runs');
-  const rows = new ExecutionStore(localFiles(paths(values.dir)).executions).listRuns();
+  const store = new ExecutionStore(localFiles(paths(values.dir)).executions);
+  const [id, ...extra] = positionals;
+  if (extra.length > 0) throw new CliError(`unexpected argument(s): ${extra.join(' ')}; usage: sluice runs [<run>]`);
+  if (id !== undefined) {
+    const record = store.read(id);
+    if (!record)
+      throw new CliError(`no run named "${id}" in ${localFiles(paths(values.dir)).dir}; "sluice runs" lists the runs`);
+    const detail = toRunDetail(record);
+    if (values.json) console.log(JSON.stringify(detail, null, 2));
+    else printRunDetail(detail);
+    return 0;
+  }
+  const rows = store.listRuns();
   if (values.json) {
     console.log(JSON.stringify(rows, null, 2));
     return 0;
@@ -266,14 +282,14 @@ async function runs(args: string[]): Promise<number> {
       read: r.rowsRead,
       loaded: r.rowsLoaded,
       rejected: r.rowsRejected,
-      error: r.error ? `${r.error}: ${firstLine(readableCause(r.cause))}`.slice(0, 100) : '',
+      error: r.message ?? '',
     })),
   );
   return 0;
 }
 
 async function query(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } } as const);
+  const { values, positionals } = parse(args, { json: { type: 'boolean' }, write: { type: 'boolean' } } as const);
   if (values.help) return help('query');
   const sql = positionals.join(' ').trim();
   if (!sql) throw new CliError('no SQL given: sluice query "SELECT ..."');
@@ -285,13 +301,23 @@ async function query(args: string[]): Promise<number> {
   const server = running ? undefined : await startS3Server({ dir: files.dir, port: 0 });
   const endpoint = running?.endpoint ?? server?.endpoint ?? '';
   try {
-    const warehouse = new LocalWarehouse({ file: files.warehouse, s3: localS3Client(endpoint), tmpDir: files.tmp });
+    const warehouse = new LocalWarehouse({
+      file: files.warehouse,
+      s3: localS3Client(endpoint),
+      tmpDir: files.tmp,
+      readOnly: values.write !== true,
+    });
     const rows = await warehouse.query(sql);
     if (values.json) console.log(JSON.stringify(rows, null, 2));
     else if (rows.length === 0) console.log('(no rows)');
     else printTable(rows);
     return 0;
   } catch (error) {
+    if (error instanceof WarehouseReadOnlyError) {
+      throw new CliError(
+        `sluice query opens the warehouse read-only, and this statement would change it (${error.message}); run it again with --write to allow changes`,
+      );
+    }
     if (error instanceof WarehouseQueryError && !hadWarehouse) {
       throw new CliError(`${error.message}\n(no run has loaded anything into ${files.dir} yet)`);
     }
@@ -309,8 +335,6 @@ function help(command: string): number {
 function log(line: string): void {
   timestamped(line);
 }
-
-const firstLine = (text: string) => text.split('\n', 1)[0] ?? '';
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { dev, run, runs, query };
 

@@ -139,5 +139,49 @@ export interface RunRecord extends Partial<RunSummary> {
   readonly startedAt: string;
   readonly stoppedAt: string | null;
   readonly inputKeys?: readonly string[];
-  readonly error?: { readonly error: string; readonly cause: string };
+  readonly error?: {
+    readonly error: string;
+    /** The failed step's cause, readable (a Lambda error's message, not its JSON), bounded and escaped. */
+    readonly cause: string;
+    /** What the user reads: one or two plain sentences (which input, what was wrong, where, what to do). */
+    readonly message?: string;
+    /** What a person debugging needs and a user does not: error type, request id, the failed chunks. */
+    readonly details?: FailureDetails;
+  };
+}
+
+/** One part of a failed chunk: which object, which bytes (`end` exclusive). */
+export interface FailedPart {
+  readonly key: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/**
+ * Written by the Work handler when a chunk fails, to `runs/<pipeline>/<runId>/errors/<index>.json`,
+ * before it rethrows: on AWS the Distributed Map's own cause is generic ("The specified tolerated
+ * failure threshold was exceeded"), so RecordFailure reads the chunks' errors from here.
+ */
+export interface ChunkFailure {
+  readonly index: number;
+  /** The error's name (`Sluice.InputError`...). */
+  readonly errorType: string;
+  /** Plain, bounded and escaped. */
+  readonly message: string;
+  readonly parts: readonly FailedPart[];
+  /** The Lambda request id of the failed invocation, when known. */
+  readonly requestId?: string;
+  readonly failedAt: string;
+}
+
+/** The details of a failure kept in the run record (never shown in place of the plain message). */
+export interface FailureDetails {
+  readonly errorType: string;
+  /** The state machine's error name, when it differs from the error type (States.ExceedToleratedFailureThreshold...). */
+  readonly stateError?: string;
+  readonly requestId?: string;
+  /** The failed chunks whose errors the Work handler recorded (at most 20). */
+  readonly chunks?: readonly ChunkFailure[];
+  /** How many chunks recorded an error, when more than `chunks` holds. */
+  readonly chunksFailed?: number;
 }

@@ -20,6 +20,20 @@ export class InputError extends SluiceError {
   override name = 'Sluice.InputError';
 }
 
+/**
+ * An object the run planned no longer exists (deleted mid-run). An InputError by name: the
+ * state machine treats it like any unreadable input; the class lets a reader tell "missing" apart.
+ */
+export class ObjectMissingError extends InputError {
+  readonly bucket: string;
+  readonly key: string;
+  constructor(bucket: string, key: string, message: string) {
+    super(message);
+    this.bucket = bucket;
+    this.key = key;
+  }
+}
+
 /** The run's books do not balance: a chunk is missing or rows went unaccounted. Not retried. */
 export class VerifyError extends SluiceError {
   override name = 'Sluice.VerifyError';

@@ -4,8 +4,9 @@
  * each cron time in their time zone (EventBridge Scheduler). `<dir>/dev.json` tells other
  * CLI processes where the S3 endpoint is.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { Cron } from 'croner';
 import { checkTransforms } from '../functions/pipeline/check-transform.ts';
 import { loadPipelines, matchesInput, type Pipeline } from '../functions/pipeline/definition.ts';
@@ -37,6 +38,26 @@ export interface Embedded {
 
 export const timestamped = (line: string) => console.log(`${new Date().toISOString().slice(11, 23)} ${line}`);
 
+/** An object key for a log line: quoted and escaped (keys may hold control characters), at most about 200 characters. */
+export function quotedKey(key: string): string {
+  const shown = key.length > 200 ? `${key.slice(0, 200)}…` : key;
+  return JSON.stringify(shown).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+/** The log line for an object of the input bucket that no pipeline takes, with what the pipelines take. */
+export function ignoredObject(key: string, pipelines: readonly Pipeline[]): string {
+  const wanted = pipelines
+    .map((p) => `${p.name}: keys starting with "${p.input.prefix}" and ending in ${p.input.suffixes.join(' or ')}`)
+    .join('; ');
+  return (
+    `ignored object ${quotedKey(key)} in ${LOCAL_BUCKETS.input}: no pipeline takes it ` +
+    `(${wanted || 'no pipelines are defined'}; prefixes and suffixes are case-sensitive)`
+  );
+}
+
 /** Starts the S3 server and the runtime in this process (used by `sluice dev` and by `sluice run` without dev). */
 export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
   const log = options.log ?? timestamped;
@@ -58,8 +79,10 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     port: options.port ?? DEFAULT_S3_PORT,
     onObjectCreated: (event) => {
       if (event.bucket !== LOCAL_BUCKETS.input || !runtime) return;
-      for (const pipeline of pipelines.values()) {
-        if (!matchesInput(pipeline, event.key)) continue;
+      const taken = [...pipelines.values()].filter((pipeline) => matchesInput(pipeline, event.key));
+      // On AWS the EventBridge rule simply does not match such an object; here it is said once.
+      if (taken.length === 0) log(ignoredObject(event.key, [...pipelines.values()]));
+      for (const pipeline of taken) {
         const input: ExecutionInput = {
           pipeline: pipeline.name,
           trigger: 'object',
@@ -131,6 +154,12 @@ export async function startDev(options: DevOptions): Promise<Embedded> {
   };
   writeFileSync(files.devInfo, `${JSON.stringify(info, null, 2)}\n`);
   log(`S3 at ${embedded.endpoint} (buckets ${Object.values(LOCAL_BUCKETS).join(', ')}), data in ${files.dir}`);
+  if (existsSync(join(files.dir, 's3'))) {
+    // Before the store kept keys inside its folder, objects lived in <dir>/s3 under their raw keys.
+    log(
+      `objects from an earlier sluice dev in ${join(files.dir, 's3')} are no longer served: upload them again, then delete that folder`,
+    );
+  }
   log(
     `pipelines: ${[...embedded.pipelines.values()].map((p) => `${p.name} (s3://${LOCAL_BUCKETS.input}/${p.input.prefix})`).join(', ')}`,
   );

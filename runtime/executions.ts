@@ -6,10 +6,16 @@
  * An execution whose runtime process died cannot finish. Listing shows it, without
  * rewriting the file, as FAILED with error `Sluice.RuntimeExited`: AWS has no such state
  * (its executions outlive any client), and FAILED is what a user must act on.
+ *
+ * What `sluice runs` shows of a failure is its plain message (the run record's), and the cause
+ * made readable: never Lambda's error JSON with its stack trace.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FailureDetails } from '../functions/contracts.ts';
+import { plainFailure, readableCause } from '../functions/run/failure-message.ts';
+import type { StepRecord } from './state-machine.ts';
 
 export type ExecutionStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
 
@@ -25,6 +31,10 @@ export interface ExecutionRecord {
   readonly output: unknown;
   readonly error: string | null;
   readonly cause: string | null;
+  /** A failed execution's plain message (the run record's): see `ExecutionOutcome.message`. */
+  readonly message?: string;
+  readonly details?: FailureDetails;
+  readonly steps?: readonly StepRecord[];
   /** The runtime process running it. */
   readonly pid: number;
 }
@@ -36,8 +46,20 @@ export interface RunRow
   readonly rowsRead: number | null;
   readonly rowsLoaded: number | null;
   readonly rowsRejected: number | null;
+  /** The state machine's error name (Sluice.InputError, States.ExceedToleratedFailureThreshold...). */
   readonly error?: string;
+  /** The cause, readable: a Lambda error's message rather than its JSON and trace; bounded and escaped. */
   readonly cause?: string;
+  /** What went wrong in one or two plain sentences: which input, what, where, what to do. */
+  readonly message?: string;
+  /** Error type, request id, failed chunks (from the run record). */
+  readonly details?: FailureDetails;
+}
+
+/** `sluice runs <run>`: a run's row with its input and steps. */
+export interface RunDetail extends RunRow {
+  readonly input: unknown;
+  readonly steps: readonly StepRecord[];
 }
 
 const NAME = /^[A-Za-z0-9_-]{1,80}$/;
@@ -117,6 +139,7 @@ export class ExecutionStore {
       status: 'FAILED',
       error: 'Sluice.RuntimeExited',
       cause: `the runtime process ${record.pid} exited before the execution finished`,
+      message: `The local runtime (process ${record.pid}) stopped before this run finished; run it again.`,
     };
   }
 }
@@ -137,7 +160,17 @@ export function toRunRow(record: ExecutionRecord): RunRow {
     rowsLoaded: count(output.rowsLoaded),
     rowsRejected: count(output.rowsRejected),
     ...(record.status === 'FAILED' || record.status === 'ABORTED'
-      ? { error: record.error ?? 'Unknown', cause: record.cause ?? '' }
+      ? {
+          error: record.error ?? 'Unknown',
+          cause: readableCause(record.cause),
+          message: record.message ?? plainFailure(record.error, record.cause),
+          ...(record.details ? { details: record.details } : {}),
+        }
       : {}),
   };
+}
+
+/** `sluice runs <run>`: the row, the run's input and its steps. */
+export function toRunDetail(record: ExecutionRecord): RunDetail {
+  return { ...toRunRow(record), input: record.input, steps: record.steps ?? [] };
 }

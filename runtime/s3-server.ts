@@ -1,14 +1,18 @@
 /**
- * The embedded S3: s3rver on 127.0.0.1 with its data under `<dir>/s3`, the three Sluice
- * buckets, and object-created notifications (the local stand-in for the EventBridge rule).
+ * The embedded S3: s3rver's HTTP front (routing, XML, errors) on 127.0.0.1 only, over the
+ * runtime's own object store under `<dir>/objects` (runtime/s3-store.ts: every key, however
+ * hostile, stays inside that folder; writes are atomic), the three Sluice buckets, and
+ * object-created notifications (the local stand-in for the EventBridge rule).
  *
  * Where s3rver is kinder than S3, the middleware here makes it behave like the stack's buckets:
+ * - The key is everything after `/<bucket>/`, `..`, empty segments and a trailing '/' included.
  * - The input bucket is versioned on AWS (the working and warehouse buckets are not). s3rver has
  *   no versioning, so every object-creating request on {@link VERSIONED_BUCKETS} (PUT, POST,
- *   copy, CompleteMultipartUpload) gets a new VersionId, kept in a sidecar file under
- *   `<dir>/s3-versions` (so it survives restarts) and returned as `x-amz-version-id` on that
- *   response and on HeadObject and GetObject, as S3 does; ListObjectsV2 returns none, as S3's
- *   ListObjectsV2 does not. Only the current version is kept (older versions are not readable).
+ *   copy, CompleteMultipartUpload) gets a new VersionId, given by the store in the same atomic
+ *   step that makes the version current (so it survives restarts and always belongs to the bytes
+ *   served), and returned as `x-amz-version-id` on that response and on HeadObject and
+ *   GetObject, as S3 does; ListObjectsV2 returns none, as S3's ListObjectsV2 does not. Only the
+ *   current version is kept (older versions are not readable).
  *   https://docs.aws.amazon.com/AmazonS3/latest/userguide/versioning-workflows.html
  * - `If-Match` on GetObject and HeadObject (s3rver only implements If-None-Match): when the
  *   object's ETag differs, S3 answers 412 PreconditionFailed.
@@ -18,15 +22,14 @@
  *   InternalError. The continuation tokens are made here instead (opaque to clients, as S3's).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import S3rver, { type Middleware, type S3rverContext, type S3rverEventRecord } from 's3rver';
+import S3rver, { type Middleware, type S3rverContext } from 's3rver';
 import S3Error from 's3rver/lib/models/error.js';
 import { AwsChunkedDecoder, decodedHeaders, isAwsChunked } from './aws-chunked.ts';
+import { ObjectStore, type ObjectVersion } from './s3-store.ts';
 
 /** The buckets of the stack, under their local names. */
 export const LOCAL_BUCKETS = {
@@ -37,6 +40,12 @@ export const LOCAL_BUCKETS = {
 
 /** The buckets with versioning enabled, as in the stack (only the input bucket). */
 export const VERSIONED_BUCKETS: ReadonlySet<string> = new Set([LOCAL_BUCKETS.input]);
+
+/** The folder under the runtime folder that holds the buckets (see runtime/s3-store.ts for its layout). */
+export const OBJECTS_FOLDER = 'objects';
+
+/** The only address the server listens on: never reachable from another machine. */
+export const LOCAL_ADDRESS = '127.0.0.1';
 
 /** The default port of `sluice dev`. */
 export const DEFAULT_S3_PORT = 4577;
@@ -66,6 +75,8 @@ export interface S3ServerOptions {
 }
 
 export interface S3Server {
+  /** The address it listens on: always 127.0.0.1 (never all interfaces). */
+  readonly address: string;
   readonly port: number;
   /** `http://127.0.0.1:<port>` */
   readonly endpoint: string;
@@ -73,13 +84,32 @@ export interface S3Server {
 }
 
 /**
- * Runs before s3rver's own middleware: (1) decodes aws-chunked bodies so the stored bytes
+ * The key is everything after `/<bucket>/`, as S3 reads it: empty segments (`a//b`, a leading
+ * '/'), `.` and `..` segments and a trailing '/' are part of the key. s3rver's router matches
+ * keys segment by segment and misses some of these, so the key is handed to it as one
+ * percent-encoded segment, which the router decodes back to the same key.
+ */
+function routeWholeKey(ctx: S3rverContext): void {
+  const match = /^\/([^/]+)\/(.+)$/s.exec(ctx.path);
+  if (!match) return;
+  let key: string;
+  try {
+    key = decodeURIComponent(match[2] ?? '');
+  } catch {
+    throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
+  }
+  ctx.path = `/${match[1]}/${encodeURIComponent(key)}`;
+}
+
+/**
+ * Runs before s3rver's own middleware: (0) routes the whole key (above); (1) decodes aws-chunked bodies so the stored bytes
  * are the object's bytes (s3rver 3.7 would store the chunk framing); (2) drops the request
  * signature: the server listens on 127.0.0.1 only and accepts any credentials, as LocalStack does.
  */
 const localRequests: Middleware = async (ctx, next) => {
   const req = ctx.req as IncomingMessage;
   delete req.headers.authorization;
+  routeWholeKey(ctx);
   if ((ctx.method === 'PUT' || ctx.method === 'POST') && isAwsChunked(req.headers)) {
     decodedHeaders(req.headers);
     const decoded = new AwsChunkedDecoder();
@@ -89,9 +119,12 @@ const localRequests: Middleware = async (ctx, next) => {
   await next();
 };
 
-/** The objects s3rver created while serving one request (its 'event' fires inside the request). */
+/** What the store did while serving one request (its hooks run inside the request). */
 interface RequestScope {
-  readonly created: { bucket: string; key: string; etag: string | undefined; size: number }[];
+  /** Object versions made current (PUT, POST, copy, completed multipart upload). */
+  readonly created: { bucket: string; version: ObjectVersion }[];
+  /** The object version a GET or HEAD served. */
+  served?: { bucket: string; version: ObjectVersion };
   /** A ListObjectsV2 request: the token it came with, and the last key of a truncated page. */
   listV2?: { token?: string; next?: string };
 }
@@ -110,7 +143,14 @@ function readContinuationToken(token: string, bucket: string): string | undefine
 }
 
 /** The bucket of a bucket-level request path (`/bucket` or `/bucket/`), before s3rver's router ran. */
-const pathBucket = (path: string) => /^\/([^/]+)\/?$/.exec(path)?.[1];
+function pathBucket(path: string): string | undefined {
+  const bucket = /^\/([^/]+)\/?$/.exec(path)?.[1];
+  try {
+    return bucket === undefined ? undefined : decodeURIComponent(bucket);
+  } catch {
+    return undefined;
+  }
+}
 
 /** Before s3rver: a ListObjectsV2 continuation token of ours becomes the start-after key s3rver understands. */
 function listV2Request(ctx: S3rverContext, request: RequestScope): void {
@@ -120,7 +160,7 @@ function listV2Request(ctx: S3rverContext, request: RequestScope): void {
   request.listV2 = {};
   const token = single(query['continuation-token']);
   if (!token) return;
-  const startAfter = readContinuationToken(token, decodeURIComponent(bucket));
+  const startAfter = readContinuationToken(token, bucket);
   if (startAfter === undefined) {
     throw new S3Error('InvalidArgument', 'The continuation token provided is incorrect', {
       ArgumentName: 'continuation-token',
@@ -138,7 +178,7 @@ function listV2Response(ctx: S3rverContext, request: RequestScope): void {
   if (!list || !bucket || ctx.status !== 200 || typeof ctx.body !== 'string') return;
   let body = ctx.body;
   if (list.next !== undefined) {
-    const next = continuationToken(decodeURIComponent(bucket), list.next);
+    const next = continuationToken(bucket, list.next);
     body = body.replace(
       '<IsTruncated>false</IsTruncated>',
       `<IsTruncated>true</IsTruncated><NextContinuationToken>${next}</NextContinuationToken>`,
@@ -150,50 +190,6 @@ function listV2Response(ctx: S3rverContext, request: RequestScope): void {
   ctx.body = body;
 }
 
-/** A version id shaped like S3's: 32 URL-safe characters. */
-const newVersionId = () => randomBytes(24).toString('base64url');
-
-interface VersionRecord {
-  readonly key: string;
-  readonly versionId: string;
-  readonly etag: string;
-}
-
-/** The current version of each object of the versioned buckets, one small JSON file per object. */
-class VersionStore {
-  private readonly root: string;
-
-  constructor(root: string) {
-    this.root = root;
-  }
-
-  private file(bucket: string, key: string): string {
-    return join(this.root, bucket, `${createHash('sha256').update(key).digest('hex')}.json`);
-  }
-
-  async write(bucket: string, record: VersionRecord): Promise<void> {
-    const file = this.file(bucket, record.key);
-    await mkdir(join(this.root, bucket), { recursive: true });
-    const temporary = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(temporary, JSON.stringify(record));
-    await rename(temporary, file);
-  }
-
-  /** The version id of the object with this ETag, if it was created through this server. */
-  async read(bucket: string, key: string, etag: string): Promise<string | undefined> {
-    try {
-      const record = JSON.parse(await readFile(this.file(bucket, key), 'utf8')) as VersionRecord;
-      return record.key === key && record.etag === etag ? record.versionId : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  async remove(bucket: string, key: string): Promise<void> {
-    await rm(this.file(bucket, key), { force: true });
-  }
-}
-
 const unquote = (etag: string) => etag.trim().replace(/^W\//, '').replaceAll('"', '');
 
 /** Whether an If-Match header (`"etag"`, a list of them, or `*`) holds for an object with this ETag. */
@@ -203,16 +199,11 @@ export function ifMatchHolds(header: string, etag: string): boolean {
 
 const single = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
-/** The ETag of a CopyObjectResult body (XML, quotes escaped or not). */
-const copiedETag = (body: unknown) =>
-  typeof body === 'string' ? /<ETag>(?:&quot;|")?([^<&"]*)/.exec(body)?.[1] : undefined;
-
 /**
  * Versioning and If-Match (see the module comment). Runs first, around everything else, so it
- * sees s3rver's object-created events of the request and the response s3rver built.
+ * sees what the store committed or served for the request and the response s3rver built.
  */
 function s3Semantics(
-  versions: VersionStore,
   onObjectCreated: S3ServerOptions['onObjectCreated'],
 ): Middleware & { readonly scope: AsyncLocalStorage<RequestScope> } {
   const scope = new AsyncLocalStorage<RequestScope>();
@@ -222,17 +213,21 @@ function s3Semantics(
       listV2Request(ctx, request);
       await scope.run(request, next);
       listV2Response(ctx, request);
-      if (request.created.length > 0) {
-        await objectsCreated(ctx, request, versions, onObjectCreated);
-        return;
+      for (const { bucket, version } of request.created) {
+        if (version.versionId) ctx.set('x-amz-version-id', version.versionId);
+        onObjectCreated?.({
+          bucket,
+          key: version.key,
+          etag: version.etag,
+          size: version.size,
+          ...(version.versionId ? { versionId: version.versionId } : {}),
+        });
       }
-      const bucket = ctx.params?.bucket;
-      const key = ctx.params?.key;
-      if (!bucket || !key) return;
+      if (request.created.length > 0 || !request.served) return;
       if ((ctx.method === 'GET' || ctx.method === 'HEAD') && (ctx.status === 200 || ctx.status === 206)) {
-        const etag = ctx.response.get('ETag');
+        const { version } = request.served;
         const ifMatch = single(ctx.headers['if-match']);
-        if (ifMatch !== undefined && etag && !ifMatchHolds(ifMatch, etag)) {
+        if (ifMatch !== undefined && !ifMatchHolds(ifMatch, version.etag)) {
           // Never send the unread body of the object that did not match.
           const body = ctx.body as Readable | undefined;
           if (body && typeof body.destroy === 'function') body.destroy();
@@ -241,85 +236,54 @@ function s3Semantics(
             Condition: 'If-Match',
           });
         }
-        if (VERSIONED_BUCKETS.has(bucket) && etag) {
-          const versionId = await versions.read(bucket, key, unquote(etag));
-          if (versionId) ctx.set('x-amz-version-id', versionId);
-        }
-      } else if (ctx.method === 'DELETE' && ctx.status === 204 && VERSIONED_BUCKETS.has(bucket)) {
-        await versions.remove(bucket, key);
+        if (version.versionId) ctx.set('x-amz-version-id', version.versionId);
       }
     },
     { scope },
   );
 }
 
-async function objectsCreated(
-  ctx: S3rverContext,
-  request: RequestScope,
-  versions: VersionStore,
-  onObjectCreated: S3ServerOptions['onObjectCreated'],
-): Promise<void> {
-  for (const object of request.created) {
-    // s3rver's Copy event has no ETag; the CopyObjectResult has it.
-    const etag = unquote(object.etag ?? copiedETag(ctx.body) ?? ctx.response.get('ETag') ?? '');
-    let versionId: string | undefined;
-    if (VERSIONED_BUCKETS.has(object.bucket)) {
-      versionId = newVersionId();
-      await versions.write(object.bucket, { key: object.key, versionId, etag });
-      ctx.set('x-amz-version-id', versionId);
-    }
-    onObjectCreated?.({
-      bucket: object.bucket,
-      key: object.key,
-      etag,
-      size: object.size,
-      ...(versionId ? { versionId } : {}),
-    });
-  }
-}
-
 /** Starts the S3 server and creates the Sluice buckets if missing. */
 export async function startS3Server(options: S3ServerOptions): Promise<S3Server> {
-  const directory = join(options.dir, 's3');
+  const directory = join(options.dir, OBJECTS_FOLDER);
   mkdirSync(directory, { recursive: true });
   const server = new S3rver({
-    address: '127.0.0.1',
+    address: LOCAL_ADDRESS,
     port: options.port ?? DEFAULT_S3_PORT,
     silent: true,
     directory,
     vhostBuckets: false,
     configureBuckets: Object.values(LOCAL_BUCKETS).map((name) => ({ name })),
   });
-  const semantics = s3Semantics(new VersionStore(join(options.dir, 's3-versions')), options.onObjectCreated);
-  server.middleware.unshift(semantics, localRequests);
+  const semantics = s3Semantics(options.onObjectCreated);
+  const store = new ObjectStore({
+    root: directory,
+    versioned: VERSIONED_BUCKETS,
+    onCommitted: (bucket, version) => semantics.scope.getStore()?.created.push({ bucket, version }),
+    onServed: (bucket, version) => {
+      const request = semantics.scope.getStore();
+      if (request) request.served = { bucket, version };
+    },
+  });
   // A truncated ListObjectsV2 page is reported by the middleware, with its own token (see the module comment).
-  const list = server.store.listObjects.bind(server.store);
-  server.store.listObjects = async (bucket, listOptions) => {
+  const list = store.listObjects.bind(store);
+  store.listObjects = async (bucket, listOptions) => {
     const result = await list(bucket, listOptions);
     const request = semantics.scope.getStore();
     if (!request?.listV2 || !result.isTruncated) return result;
     request.listV2.next = result.objects.at(-1)?.key;
     return { ...result, isTruncated: false };
   };
-  server.on('event', (event: { Records: S3rverEventRecord[] }) => {
-    const request = semantics.scope.getStore();
-    for (const record of event.Records) {
-      if (!record.eventName.startsWith('ObjectCreated:') || !request) continue;
-      request.created.push({
-        bucket: record.s3.bucket.name,
-        // Unlike S3 (form-URL-encoded keys), s3rver emits the key its router already decoded:
-        // decoding again would corrupt keys containing '+' or '%'.
-        key: record.s3.object.key,
-        etag: record.s3.object.eTag,
-        size: record.s3.object.size ?? 0,
-      });
-    }
-  });
+  // s3rver's controllers use both `ctx.store` (from the context prototype) and `ctx.app.store`.
+  server.store = store;
+  server.context.store = store;
+  server.middleware.unshift(semantics, localRequests);
   const address = await server.run();
   const port = address.port;
   return {
+    address: address.address,
     port,
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: `http://${LOCAL_ADDRESS}:${port}`,
     close: async () => {
       server.httpServer?.closeAllConnections();
       await server.close();

@@ -21,6 +21,8 @@ import {
   type StateMachineDefinition,
 } from 'aws-local-stepfunctions';
 import { HANDLERS, PLACEHOLDERS } from '../functions/catalog.ts';
+import type { FailureDetails } from '../functions/contracts.ts';
+import { readableCause as plainCause, plainFailure } from '../functions/run/failure-message.ts';
 import type { AthenaApi } from './athena.ts';
 import { DataLimitExceededError, type ExecutionEvent, runWithLimits } from './data-limit.ts';
 import {
@@ -30,7 +32,6 @@ import {
   inlineMapHandler,
   type Json,
   prepareDefinition,
-  readableCause,
   type StateDefinition,
   type TaskHandler,
   walkStates,
@@ -38,7 +39,9 @@ import {
 import { LOCAL_ATHENA_DATABASE, LOCAL_ATHENA_WORKGROUP } from './environment.ts';
 import { LOCAL_BUCKETS } from './s3-server.ts';
 
-export { readableCause };
+/** A cause as a person reads it: a Lambda error's message, not its JSON and trace; plain, escaped and bounded. */
+export const readableCause = (cause: unknown): string =>
+  plainCause(typeof cause === 'string' ? cause : cause === null || cause === undefined ? '' : JSON.stringify(cause));
 
 const ACCOUNT = '000000000000';
 const REGION = 'us-east-1';
@@ -143,7 +146,12 @@ const ATHENA_ACTIONS = {
 } as const;
 
 /** Builds the handler of one Task state from its Resource. Unknown resources fail at load time. */
-function taskHandler(stateName: string, state: StateDefinition, services: LocalServices): TaskHandler | undefined {
+function taskHandler(
+  stateName: string,
+  state: StateDefinition,
+  services: LocalServices,
+  onResult: (functionName: string, result: Json) => void = () => {},
+): TaskHandler | undefined {
   const resource = String(state.Resource);
   if (resource === DISTRIBUTED_MAP_RESOURCE || resource === INLINE_MAP_RESOURCE) return undefined;
   if (resource === 'arn:aws:states:::lambda:invoke') {
@@ -155,6 +163,7 @@ function taskHandler(stateName: string, state: StateDefinition, services: LocalS
       } catch (error) {
         throw error instanceof TaskError ? error : new LambdaFunctionError(error);
       }
+      onResult(FunctionName, result);
       return { ExecutedVersion: '$LATEST', StatusCode: 200, Payload: result ?? null };
     };
   }
@@ -224,11 +233,30 @@ export function handlerModules(
   };
 }
 
+/** One top-level state of an execution, for `sluice runs <run>`. */
+export interface StepRecord {
+  readonly name: string;
+  readonly status: 'SUCCEEDED' | 'FAILED' | 'CAUGHT' | 'RUNNING';
+  readonly ms: number;
+  /** How many times it was entered (the Load loop's states, a retried state...). */
+  readonly times: number;
+}
+
 export interface ExecutionOutcome {
   readonly status: 'SUCCEEDED' | 'FAILED' | 'ABORTED';
   readonly output: Json;
+  /** The state machine's error and cause, as Step Functions reports them (a Lambda error's JSON included). */
   readonly error: string | null;
   readonly cause: string | null;
+  /**
+   * What a user reads, for a failed execution: the message RecordFailure wrote in the run record,
+   * else one made from the error and cause (`plainFailure`): never a stack trace, bounded.
+   */
+  readonly message?: string;
+  /** The run record's failure details (error type, request id, failed chunks), when RecordFailure ran. */
+  readonly details?: FailureDetails;
+  /** The top-level states in the order they were first entered. */
+  readonly steps?: readonly StepRecord[];
 }
 
 export interface ExecuteOptions {
@@ -279,10 +307,19 @@ export async function execute(
     origin.set(name, what);
     handlers[name] = handler;
   };
+  // RecordFailure's result is the run record: its plain message is what the execution's record shows.
+  let recorded: { message?: string; details?: FailureDetails } | undefined;
+  const onResult = (functionName: string, result: Json) => {
+    if (functionNameOf(functionName) !== HANDLERS.recordFailure.localName) return;
+    const error = (result as { error?: { message?: unknown; details?: FailureDetails } } | null)?.error;
+    if (typeof error?.message === 'string') {
+      recorded = { message: error.message, ...(error.details ? { details: error.details } : {}) };
+    }
+  };
   const addTasks = (states: Record<string, StateDefinition>) =>
     walkStates(states, (name, state) => {
       if (state.Type !== 'Task') return;
-      const handler = taskHandler(name, state, options.services);
+      const handler = taskHandler(name, state, options.services, onResult);
       if (handler) add(name, handler, String(state.Resource));
     });
   addTasks(definition.States as unknown as Record<string, StateDefinition>);
@@ -306,7 +343,8 @@ export async function execute(
     );
   }
 
-  const logger = eventLogger(log);
+  const steps = new Map<string, { status: StepRecord['status']; entered: number; ms: number; times: number }>();
+  const logger = eventLogger(log, steps);
   for (const [name, map] of inlineMaps) {
     const processor = (map.ItemProcessor ?? map.Iterator) as { States: Record<string, StateDefinition> };
     addTasks(processor.States);
@@ -325,6 +363,18 @@ export async function execute(
   }
 
   const machine = new StateMachine(definition, { validationOptions: { checkArn: false, checkPaths: false } });
+  const stepList = (): StepRecord[] =>
+    [...steps].map(([name, s]) => ({ name, status: s.status, ms: s.ms, times: s.times }));
+  /** A failed outcome, with the plain message (the run record's, else made from the error and cause). */
+  const failed = (status: 'FAILED' | 'ABORTED', error: string, cause: string | null): ExecutionOutcome => ({
+    status,
+    output: null,
+    error,
+    cause,
+    message: recorded?.message ?? plainFailure(error, cause),
+    ...(recorded?.details ? { details: recorded.details } : {}),
+    steps: stepList(),
+  });
   try {
     const output = await runWithLimits(machine, input, {
       handlers,
@@ -334,20 +384,22 @@ export async function execute(
       controller,
       onEvent: logger,
     });
-    return { status: 'SUCCEEDED', output, error: null, cause: null };
+    return { status: 'SUCCEEDED', output, error: null, cause: null, steps: stepList() };
   } catch (error) {
     if (error instanceof DataLimitExceededError) {
       log(`✗ execution failed: ${error.name}: ${error.message}`);
-      return { status: 'FAILED', output: null, error: error.name, cause: error.message };
+      // Uncatchable: RecordFailure never ran, whatever it may have recorded before.
+      recorded = undefined;
+      return failed('FAILED', error.name, error.message);
     }
     if (error instanceof ExecutionAbortedError) {
-      return { status: 'ABORTED', output: null, error: 'Sluice.Aborted', cause: 'the local runtime was stopped' };
+      return failed('ABORTED', 'Sluice.Aborted', 'the local runtime was stopped');
     }
     if (error instanceof ExecutionTimeoutError) {
-      return { status: 'FAILED', output: null, error: 'States.Timeout', cause: error.message };
+      return failed('FAILED', 'States.Timeout', error.message);
     }
     const failure = error instanceof ExecutionError ? (error.cause as Error) : (error as Error);
-    return { status: 'FAILED', output: null, error: failure?.name ?? 'Error', cause: failure?.message ?? null };
+    return failed('FAILED', failure?.name ?? 'Error', failure?.message ?? null);
   } finally {
     options.signal?.removeEventListener('abort', onStop);
   }
@@ -355,8 +407,10 @@ export async function execute(
 
 const oneLine = (text: unknown) => readableCause(text).split('\n', 1)[0]?.slice(0, 300) ?? '';
 
-/** Turns the execution's events into log lines. */
-function eventLogger(log: (line: string) => void): (event: ExecutionEvent) => void {
+type StepState = { status: StepRecord['status']; entered: number; ms: number; times: number };
+
+/** Turns the execution's events into log lines, and keeps the top-level states' outcomes in `steps`. */
+function eventLogger(log: (line: string) => void, steps: Map<string, StepState>): (event: ExecutionEvent) => void {
   const entered = new Map<string, number>();
   const failures = new Map<string, string>();
   return (event) => {
@@ -370,23 +424,49 @@ function eventLogger(log: (line: string) => void): (event: ExecutionEvent) => vo
         if (event.index === undefined) {
           entered.set(where, event.timestamp);
           log(`→ ${where}`);
+          const step = steps.get(where);
+          if (step) {
+            step.status = 'RUNNING';
+            step.entered = event.timestamp;
+            step.times++;
+          } else if (!event.parentState) {
+            steps.set(where, { status: 'RUNNING', entered: event.timestamp, ms: 0, times: 1 });
+          }
         }
         break;
       case 'StateExited':
         if (event.index === undefined) {
           const ms = event.timestamp - (entered.get(where) ?? event.timestamp);
           log(`✓ ${where} (${(ms / 1000).toFixed(1)} s)`);
+          const step = steps.get(where);
+          if (step) {
+            // A caught state exits too (to its Catch's Next): it stays CAUGHT.
+            if (step.status !== 'CAUGHT') step.status = 'SUCCEEDED';
+            step.ms += event.timestamp - step.entered;
+          }
         }
         break;
-      case 'StateFailed':
+      case 'StateFailed': {
         failures.set(where, `${event.Error}: ${oneLine(event.Cause)}`);
+        const step = steps.get(where);
+        if (step && event.index === undefined) {
+          step.status = 'FAILED';
+          step.ms += event.timestamp - step.entered;
+        }
         break;
+      }
       case 'StateRetried':
         log(`↻ ${where} retry ${event.retry?.attempt ?? '?'} after ${failures.get(where) ?? 'an error'}`);
         break;
-      case 'StateCaught':
+      case 'StateCaught': {
         log(`✗ ${where} ${failures.get(where) ?? ''} → ${event.catch?.catcher.Next}`);
+        const step = steps.get(where);
+        if (step && event.index === undefined) {
+          if (step.status === 'RUNNING') step.ms += event.timestamp - step.entered;
+          step.status = 'CAUGHT';
+        }
         break;
+      }
       case 'ExecutionFailed':
         log(`✗ execution failed: ${event.Error}: ${oneLine(event.Cause)}`);
         break;

@@ -36,12 +36,31 @@ export interface WarehouseOptions {
   readonly s3: S3Client;
   /** Where external-table objects are downloaded for the duration of a statement. */
   readonly tmpDir: string;
+  /**
+   * Open the file read-only (`sluice query` without `--write`): DuckDB's own `access_mode =
+   * READ_ONLY`, so no statement can change a table; external tables are read from a scratch folder,
+   * and then DuckDB's `enable_external_access = false` (that folder allowed) and
+   * `lock_configuration` keep a statement from writing files (COPY ... TO) or attaching another
+   * database read-write. A statement that would write fails with {@link WarehouseReadOnlyError}.
+   */
+  readonly readOnly?: boolean;
 }
 
 /** A failed statement: the local Athena reports it as a FAILED query with this message as StateChangeReason. */
 export class WarehouseQueryError extends Error {
   override name = 'Sluice.WarehouseQueryError';
 }
+
+/** A statement that would change the warehouse (or write a file), refused because the warehouse is open read-only. */
+export class WarehouseReadOnlyError extends WarehouseQueryError {
+  override name = 'Sluice.WarehouseReadOnlyError';
+}
+
+/** DuckDB's errors for a write refused by `access_mode = READ_ONLY`, `enable_external_access` or the locked configuration. */
+const isReadOnlyError = (error: unknown) =>
+  /read-only mode|file system operations are disabled|configuration has been locked|Cannot open database .* in read-only mode/i.test(
+    String(error),
+  );
 
 const REGISTRY = 'sluice_external_tables';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -76,10 +95,18 @@ export class LocalWarehouse {
     } catch (error) {
       throw new WarehouseQueryError(String((error as Error).message));
     }
-    return this.withConnection(async (connection) => {
-      await connection.run(
-        `CREATE TABLE IF NOT EXISTS ${REGISTRY} (name VARCHAR PRIMARY KEY, location VARCHAR, columns VARCHAR, partitions VARCHAR)`,
+    const readOnly = this.options.readOnly === true;
+    if (readOnly && translated.kind !== 'sql') {
+      throw new WarehouseReadOnlyError(
+        `the warehouse is open read-only, and this statement changes a table (${translated.kind})`,
       );
+    }
+    return this.withConnection(async (connection) => {
+      if (!readOnly) {
+        await connection.run(
+          `CREATE TABLE IF NOT EXISTS ${REGISTRY} (name VARCHAR PRIMARY KEY, location VARCHAR, columns VARCHAR, partitions VARCHAR)`,
+        );
+      }
       if (translated.kind === 'external-table') {
         await registerExternalTable(connection, translated);
         return [];
@@ -100,9 +127,17 @@ export class LocalWarehouse {
             await this.attachExternalTable(connection, table, translated.sql, join(scratch, table.name));
           }
         }
+        if (readOnly) {
+          // Files only in the scratch folder (the external tables' copies); then no SET can undo it.
+          await connection.run(`SET allowed_directories = [${quoteLiteral(`${scratch}/`)}]`);
+          await connection.run('SET enable_external_access = false');
+          await connection.run('SET lock_configuration = true');
+        }
         const reader = await connection.runAndReadAll(translated.sql);
         return toJsonRows(reader.getRowObjectsJson(), reader.columnNames(), reader.columnTypes());
       } catch (error) {
+        if (error instanceof WarehouseQueryError) throw error;
+        if (readOnly && isReadOnlyError(error)) throw new WarehouseReadOnlyError((error as Error).message);
         throw new WarehouseQueryError((error as Error).message);
       } finally {
         await rm(scratch, { recursive: true, force: true });
@@ -119,7 +154,15 @@ export class LocalWarehouse {
     for (;;) {
       let instance: DuckDBInstance;
       try {
-        instance = await DuckDBInstance.create(this.options.file, { temp_directory: this.options.tmpDir });
+        // Read-only and no warehouse yet: an empty database, so that "no such table" says what is missing.
+        instance = !this.options.readOnly
+          ? await DuckDBInstance.create(this.options.file, { temp_directory: this.options.tmpDir })
+          : existsSync(this.options.file)
+            ? await DuckDBInstance.create(this.options.file, {
+                access_mode: 'READ_ONLY',
+                temp_directory: this.options.tmpDir,
+              })
+            : await DuckDBInstance.create(':memory:', { temp_directory: this.options.tmpDir });
       } catch (error) {
         if (!isLockError(error) || Date.now() > deadline) {
           throw new WarehouseQueryError(
@@ -207,6 +250,11 @@ async function registerExternalTable(connection: DuckDBConnection, table: Extern
 }
 
 async function externalTables(connection: DuckDBConnection): Promise<ExternalTable[]> {
+  // A read-only warehouse that no run has set up yet has no registry.
+  const exists = await connection.runAndReadAll(
+    `SELECT 1 FROM duckdb_tables() WHERE table_name = ${quoteLiteral(REGISTRY)} AND NOT temporary`,
+  );
+  if (exists.getRows().length === 0) return [];
   const reader = await connection.runAndReadAll(`SELECT name, location, columns, partitions FROM ${REGISTRY}`);
   return reader.getRowObjectsJson().map((row) => ({
     kind: 'external-table',

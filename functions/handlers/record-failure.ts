@@ -1,7 +1,9 @@
-import type { RunRecord } from '../contracts.ts';
-import { type FailureEvent, recordFailure } from '../run/record-failure.ts';
+import { withPlainErrors } from '../run/failure-message.ts';
+import { type FailureEvent, type FailureOutput, recordFailure } from '../run/record-failure.ts';
 import { config, pipelines, store } from './shared.ts';
 
-/** RecordFailure state: write the failed run's record with its error. */
-export const handler = (event: FailureEvent): Promise<RunRecord> =>
-  recordFailure(event, { store, config, pipelines, now: () => new Date() });
+/** RecordFailure state: write the failed run's record with its error (plain message, cause, details). */
+export const handler = withPlainErrors(
+  (event: FailureEvent): Promise<FailureOutput> =>
+    recordFailure(event, { store, config, pipelines, now: () => new Date() }),
+);

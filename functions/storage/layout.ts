@@ -22,6 +22,9 @@ export const layout = {
   chunkResult: (pipeline: string, runId: string, index: number) =>
     `runs/${pipeline}/${runId}/chunks/${pad(index)}.json`,
   chunkResultsPrefix: (pipeline: string, runId: string) => `runs/${pipeline}/${runId}/chunks/`,
+  /** A failed chunk's error (ChunkFailure), written by the Work handler for RecordFailure. */
+  chunkError: (pipeline: string, runId: string, index: number) => `runs/${pipeline}/${runId}/errors/${pad(index)}.json`,
+  chunkErrorsPrefix: (pipeline: string, runId: string) => `runs/${pipeline}/${runId}/errors/`,
   chunkRejects: (pipeline: string, runId: string, index: number) =>
     `runs/${pipeline}/${runId}/rejects/${pad(index)}.parquet`,
   /** Hive-style `run_id=` folders: the staging tables are partitioned by run id. */

@@ -4,7 +4,7 @@
  * version the same identity (its unquoted ETag) from every call.
  */
 import type { Readable } from 'node:stream';
-import { InputError } from '../errors.ts';
+import { InputError, ObjectMissingError } from '../errors.ts';
 
 export interface ObjectStore {
   head(bucket: string, key: string): Promise<ObjectInfo | undefined>;
@@ -14,6 +14,7 @@ export interface ObjectStore {
    * current version has another ETag.
    */
   getStream(bucket: string, key: string, start?: number, end?: number, ifMatch?: string): Promise<Readable>;
+  // A missing object fails getStream/getBytes with {@link objectMissing}'s InputError (getJson returns undefined).
   getBytes(bucket: string, key: string, start?: number, end?: number, ifMatch?: string): Promise<Buffer>;
   getJson<T>(bucket: string, key: string): Promise<T | undefined>;
   putJson(bucket: string, key: string, value: unknown): Promise<void>;
@@ -41,5 +42,18 @@ export function objectReplaced(bucket: string, key: string, version: string): In
   return new InputError(
     `s3://${bucket}/${key} was replaced while the run read it (the run planned version ${version}); ` +
       'nothing of it is loaded by this run, and the new version gets its own run',
+  );
+}
+
+/**
+ * The error of a read of an object that no longer exists: deleted after the run planned it. S3's
+ * own error (NoSuchKey) names no object, so this one names it and says what to do.
+ */
+export function objectMissing(bucket: string, key: string): ObjectMissingError {
+  return new ObjectMissingError(
+    bucket,
+    key,
+    `s3://${bucket}/${key} no longer exists: it was deleted after the run planned it, so nothing of it is loaded by this run; ` +
+      'upload it again to load it',
   );
 }

@@ -13,9 +13,9 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { TransientError } from '../errors.ts';
+import { ObjectMissingError, TransientError } from '../errors.ts';
 import { mapLimit, S3_PARALLELISM } from './concurrency.ts';
-import { type ObjectInfo, type ObjectStore, objectReplaced } from './object-store.ts';
+import { type ObjectInfo, type ObjectStore, objectMissing, objectReplaced } from './object-store.ts';
 
 /**
  * An S3 client for the current target. The endpoint comes from the SDK's own
@@ -103,7 +103,13 @@ export class S3ObjectStore implements ObjectStore {
       );
       return out.Body as Readable;
     } catch (error) {
-      if (ifMatch && isPreconditionFailed(error)) throw objectReplaced(bucket, key, ifMatch);
+      // S3's NoSuchKey names no object; a deleted object may also fail If-Match (412) on some servers.
+      if (isMissing(error)) throw objectMissing(bucket, key);
+      if (ifMatch && isPreconditionFailed(error)) {
+        throw (await this.head(bucket, key).catch(() => true)) === undefined
+          ? objectMissing(bucket, key)
+          : objectReplaced(bucket, key, ifMatch);
+      }
       return classify(error, `GET s3://${bucket}/${key}`);
     }
   }
@@ -116,12 +122,14 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async getJson<T>(bucket: string, key: string): Promise<T | undefined> {
+    let body: Buffer;
     try {
-      return JSON.parse((await this.getBytes(bucket, key)).toString('utf8')) as T;
+      body = await this.getBytes(bucket, key);
     } catch (error) {
-      if (isMissing(error)) return undefined;
+      if (error instanceof ObjectMissingError) return undefined;
       throw error;
     }
+    return JSON.parse(body.toString('utf8')) as T;
   }
 
   async putJson(bucket: string, key: string, value: unknown): Promise<void> {

@@ -1,13 +1,15 @@
 /**
  * Compressed inputs: the codec comes from the key's suffix and is checked against the
  * object's first bytes; decompression stops with an InputError when the output grows
- * past `maxRatio` times the input read so far (a gzip bomb), before memory runs out.
+ * past `maxRatio` times the input read so far (a gzip bomb), before memory runs out. Each
+ * message names the object, says what is wrong and what to do, and quotes no data.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Compression } from '../contracts.ts';
 import { InputError } from '../errors.ts';
+import { plainText } from '../run/failure-message.ts';
 
 const MAGIC: Record<Exclude<Compression, 'none'>, Buffer> = {
   gzip: Buffer.from([0x1f, 0x8b]),
@@ -26,7 +28,11 @@ export function checkMagic(compression: Compression, head: Buffer, where: string
   if (compression === 'none') return;
   const magic = MAGIC[compression];
   if (!head.subarray(0, magic.length).equals(magic)) {
-    throw new InputError(`${where} is named as ${compression} but its content is not ${compression}-compressed`);
+    const suffix = compression === 'gzip' ? '.gz' : '.zst';
+    throw new InputError(
+      `${where} is named as ${compression} but its content is not ${compression}-compressed; ` +
+        `compress it with ${compression}, or name it without ${suffix}, and upload it again`,
+    );
   }
 }
 
@@ -63,14 +69,20 @@ export async function* decompress(
       decompressed += b.length;
       if (decompressed > maxRatio * compressed + RATIO_SLACK_BYTES) {
         throw new InputError(
-          `${where} decompresses to more than ${maxRatio} times its size (input.maxDecompressionRatio); refusing it as a possible decompression bomb`,
+          `${where} decompresses to more than ${maxRatio} times its size (input.maxDecompressionRatio), so it was refused ` +
+            'as a possible decompression bomb; if the file is genuine, raise input.maxDecompressionRatio in the pipeline',
         );
       }
       yield b;
     }
   } catch (error) {
     if (error instanceof InputError) throw error;
-    throw new InputError(`${where} is not a valid ${compression} file: ${(error as Error).message}`, { cause: error });
+    // zlib's message says what is wrong (e.g. "unexpected end of file"), never the data; bounded all the same.
+    throw new InputError(
+      `${where} is not a valid ${compression} file (${plainText((error as Error).message, 200)}): it may have been cut ` +
+        'short or corrupted; check it (gzip -t / zstd -t) and upload it again',
+      { cause: error },
+    );
   } finally {
     codec.destroy();
     await flowing;

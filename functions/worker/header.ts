@@ -13,6 +13,16 @@ export function expectedHeader(p: Pipeline): string {
  * extra one unless `input.extraColumns` is `ignore`. The error names the file and
  * the columns.
  */
+/** A name as shown in a message: control characters escaped, at most 60 characters. */
+function clip(name: string): string {
+  const escaped = name.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping control characters is the point
+    /[\u0000-\u001f\u007f]/g,
+    (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return escaped.length > 60 ? `${escaped.slice(0, 60)}...` : escaped;
+}
+
 export function checkHeader(p: Pipeline, firstLine: Buffer, where: string): string[] {
   const text = stripBom(firstLine).toString('utf8');
   const found = splitCsvRecord(text, p.input.delimiter, p.input.quote).map((f) => f.trim());
@@ -23,11 +33,12 @@ export function checkHeader(p: Pipeline, firstLine: Buffer, where: string): stri
   const extraIsError = extra.length > 0 && p.input.extraColumns === 'error';
   if (missing.length === 0 && !extraIsError && duplicated.length === 0) return found;
   const details = [
-    missing.length > 0 ? `missing ${missing.join(', ')}` : '',
-    extra.length > 0 ? `unexpected ${extra.slice(0, 10).join(', ')}` : '',
-    duplicated.length > 0 ? `repeated ${duplicated.join(', ')}` : '',
+    missing.length > 0 ? `missing ${missing.map(clip).join(', ')}` : '',
+    extra.length > 0 ? `unexpected ${extra.slice(0, 10).map(clip).join(', ')}` : '',
+    duplicated.length > 0 ? `repeated ${duplicated.slice(0, 10).map(clip).join(', ')}` : '',
   ].filter(Boolean);
   const shown = text.length > 200 ? `${text.slice(0, 200)}...` : text;
+  // JSON.stringify below escapes control characters in the excerpt.
   const hint = extraIsError ? ' (set input.extraColumns: ignore to skip unknown columns)' : '';
   throw new InputError(
     `${where} is not a ${p.input.format.toUpperCase()} file of pipeline ${p.name}: ` +

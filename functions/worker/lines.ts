@@ -11,6 +11,8 @@ const CR = 0x0d;
 
 /** `offset`: absolute byte offset of the line's first byte; `line`: without \n and a trailing \r. */
 export type LineHandler = (offset: number, line: Buffer) => void;
+/** A line longer than the limit: its offset, its length in bytes and its first bytes (at most `keepBytes`). */
+export type LongLineHandler = (offset: number, length: number, head: Buffer) => void;
 
 export class LineSplitter {
   private pending: Buffer = Buffer.alloc(0);
@@ -22,6 +24,10 @@ export class LineSplitter {
   private readonly maxLineBytes: number;
   private readonly onLine: LineHandler;
   private readonly where: string;
+  private readonly onLong: LongLineHandler | undefined;
+  private readonly keepBytes: number;
+  /** While a line longer than the limit is being skipped: its offset, length so far and first bytes. */
+  private long: { offset: number; length: number; head: Buffer } | undefined;
 
   /**
    * @param readFrom absolute offset of the first byte that will be pushed (`start - 1` when start > 0, else 0)
@@ -35,6 +41,10 @@ export class LineSplitter {
     maxLineBytes: number;
     where: string;
     onLine: LineHandler;
+    /** Without it a line over `maxLineBytes` throws; with it the line is reported and skipped, the rest read. */
+    onLong?: LongLineHandler;
+    /** How many first bytes of a long line are kept for `onLong` (default 4096). */
+    keepBytes?: number;
   }) {
     this.pendingAt = opts.readFrom;
     this.skipping = opts.start > 0;
@@ -42,6 +52,8 @@ export class LineSplitter {
     this.maxLineBytes = opts.maxLineBytes;
     this.onLine = opts.onLine;
     this.where = opts.where;
+    this.onLong = opts.onLong;
+    this.keepBytes = Math.min(opts.keepBytes ?? 4096, opts.maxLineBytes);
   }
 
   get finished(): boolean {
@@ -64,6 +76,17 @@ export class LineSplitter {
       this.skipping = false;
       pos = nl + 1;
     }
+    if (this.long) {
+      // The rest of a long line: counted, not kept.
+      const nl = buf.indexOf(NL);
+      if (nl < 0) {
+        this.long.length += buf.length;
+        this.pendingAt = at + buf.length;
+        return true;
+      }
+      this.endLong(nl > 0 && buf[nl - 1] === CR ? nl - 1 : nl);
+      pos = nl + 1;
+    }
     for (;;) {
       if (at + pos >= this.end) {
         this.done = true;
@@ -77,7 +100,13 @@ export class LineSplitter {
     buf = buf.subarray(pos);
     at += pos;
     if (buf.length > this.maxLineBytes) {
-      throw new InputError(`${this.where}: the line at byte ${at} is longer than ${this.maxLineBytes} bytes`);
+      if (!this.onLong) {
+        throw new InputError(`${this.where}: the line at byte ${at} is longer than ${this.maxLineBytes} bytes`);
+      }
+      this.long = { offset: at, length: buf.length, head: Buffer.from(buf.subarray(0, this.keepBytes)) };
+      this.pending = Buffer.alloc(0);
+      this.pendingAt = at + buf.length;
+      return true;
     }
     this.pending = Buffer.from(buf);
     this.pendingAt = at;
@@ -86,7 +115,8 @@ export class LineSplitter {
 
   /** Call at the end of the object: emits a last line that has no newline. */
   finish(): void {
-    if (!this.done && !this.skipping && this.pending.length > 0 && this.pendingAt < this.end) {
+    if (!this.done && this.long) this.endLong(0);
+    else if (!this.done && !this.skipping && this.pending.length > 0 && this.pendingAt < this.end) {
       this.emit(this.pendingAt, this.pending, 0, this.pending.length);
     }
     this.done = true;
@@ -95,9 +125,20 @@ export class LineSplitter {
   private emit(offset: number, buf: Buffer, from: number, to: number): void {
     const end = to > from && buf[to - 1] === CR ? to - 1 : to;
     if (end - from > this.maxLineBytes) {
-      throw new InputError(`${this.where}: the line at byte ${offset} is longer than ${this.maxLineBytes} bytes`);
+      if (!this.onLong) {
+        throw new InputError(`${this.where}: the line at byte ${offset} is longer than ${this.maxLineBytes} bytes`);
+      }
+      this.onLong(offset, end - from, Buffer.from(buf.subarray(from, from + this.keepBytes)));
+      return;
     }
     this.onLine(offset, buf.subarray(from, end));
+  }
+
+  /** Ends a long line whose last `tail` bytes (before its newline, without a trailing \r) came in the last push. */
+  private endLong(tail: number): void {
+    const long = this.long;
+    this.long = undefined;
+    if (long) this.onLong?.(long.offset, long.length + tail, long.head);
   }
 }
 

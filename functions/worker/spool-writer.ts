@@ -35,6 +35,18 @@ export class SpoolWriter {
     this.buffer[this.used++] = 0x0a;
   }
 
+  /** One record already in spool form (lineage prefix included), newline added. */
+  raw(record: Buffer): void {
+    if (this.used + record.length + 1 > this.buffer.length) this.flush();
+    if (record.length + 1 > this.buffer.length) {
+      writeSync(this.fd, record);
+      writeSync(this.fd, '\n');
+      return;
+    }
+    this.used += record.copy(this.buffer, this.used);
+    this.buffer[this.used++] = 0x0a;
+  }
+
   close(): void {
     try {
       this.flush();

@@ -54,6 +54,8 @@ interface Run {
   rowsLoaded: number;
   rowsRejected: number;
   cause?: string;
+  error?: string;
+  message?: string;
 }
 
 /** Drops a file through the S3 API, then waits for `sluice runs` to show one more finished run. */
@@ -167,5 +169,67 @@ describe('sluice dev, end to end through the S3 API and the CLI', () => {
     const bad = await sluice('query', 'SELECT nope FROM access_logs');
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('nope');
+  });
+
+  it('tells a failed run in plain words: `sluice runs` and `--json` show the message, never Lambda JSON or a stack', async () => {
+    // A gzip bomb: 200 MB of NUL bytes in 200 KB.
+    const bomb = gzipSync(Buffer.concat([Buffer.from(`${HEADER}\n`), Buffer.alloc(200 * 1024 * 1024)]));
+    const run = await drop('access-logs/bomb.csv.gz', bomb);
+    expect(run.status).toBe('FAILED');
+    expect(run.message).toMatch(/^s3:\/\/sluice-input\/access-logs\/bomb\.csv\.gz /);
+    expect(run.message?.length).toBeLessThanOrEqual(1000);
+    const text = JSON.stringify(await json<Run[]>('runs'));
+    // No Lambda error JSON inside a string (its keys would show as \"errorType\"), no trace, path or NUL.
+    expect(text).not.toMatch(/\\"errorType\\"|\\"trace\\"|\/work\/|\\u0000| {4}at /);
+    // The table's error column is cut at a word boundary, with an ellipsis.
+    const table = (await sluice('runs')).stdout.split('\n');
+    const row = table.find((line) => line.startsWith(run.id)) ?? '';
+    expect(row).toMatch(/ s3:\/\/sluice-input\/access-logs\/bomb\.csv\.gz [^…]*[a-z)]…$/);
+    const shown = row.slice(row.indexOf('s3://'), -1);
+    expect(run.message?.startsWith(`${shown} `) || run.message?.startsWith(`${shown}(`)).toBe(true);
+  });
+
+  it('shows one run with `sluice runs <run>`: its summary, error, details and steps, not the list', async () => {
+    const runs = await json<Run[]>('runs');
+    const failed = runs.find((r) => r.status === 'FAILED' && r.message?.includes('bomb.csv.gz'));
+    const other = runs.find((r) => r.id !== failed?.id);
+    expect(failed && other).toBeTruthy();
+    const shown = await sluice('runs', failed?.id ?? '');
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(new RegExp(`^run +${failed?.id}$`, 'm'));
+    expect(shown.stdout).toMatch(/^status +FAILED$/m);
+    expect(shown.stdout).toMatch(/^error +s3:\/\/sluice-input\/access-logs\/bomb\.csv\.gz /m);
+    expect(shown.stdout).toMatch(/^type +Sluice\.InputError \(States\.ExceedToleratedFailureThreshold\)$/m);
+    expect(shown.stdout).toMatch(/^chunk 0 +Sluice\.InputError in access-logs\/bomb\.csv\.gz \(bytes 0–\d+\)$/m);
+    expect(shown.stdout).toMatch(/^Plan +SUCCEEDED/m);
+    expect(shown.stdout).toMatch(/^Process +CAUGHT/m);
+    expect(shown.stdout).toMatch(/^RecordFailure +SUCCEEDED/m);
+    expect(shown.stdout).not.toContain(other?.id ?? '?');
+    const detail = await json<Run & { steps: { name: string }[]; details: { chunks: { parts: unknown[] }[] } }>(
+      'runs',
+      failed?.id ?? '',
+    );
+    expect(detail.id).toBe(failed?.id);
+    expect(detail.steps.map((s) => s.name).slice(0, 3)).toEqual(['Plan', 'HasChunks', 'Process']);
+    expect(detail.details.chunks[0]?.parts).toEqual([
+      expect.objectContaining({ key: 'access-logs/bomb.csv.gz', start: 0 }),
+    ]);
+    const unknown = await sluice('runs', 'no-such-run');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no run named "no-such-run"');
+  });
+
+  it('queries read-only unless --write is given', async () => {
+    const insert = await sluice('query', "INSERT INTO access_logs (path) VALUES ('/x')");
+    expect(insert.code).toBe(1);
+    expect(insert.stderr).toMatch(/read-only.*--write/);
+    const copy = await sluice('query', `COPY (SELECT 1 AS a) TO '${join(dir, 'out.csv')}'`);
+    expect(copy.code).toBe(1);
+    expect(copy.stderr).toContain('--write');
+    const before = await count('access_logs');
+    const created = await sluice('query', 'CREATE TABLE notes AS SELECT 1 AS a', '--write');
+    expect(created.code, created.stderr).toBe(0);
+    expect(await count('notes')).toBe(1);
+    expect(await count('access_logs')).toBe(before);
   });
 });

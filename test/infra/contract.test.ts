@@ -24,7 +24,7 @@ import type {
   VerifyResult,
 } from '../../functions/contracts.ts';
 import * as errors from '../../functions/errors.ts';
-import type { FailureEvent } from '../../functions/run/record-failure.ts';
+import type { FailureEvent, FailureOutput } from '../../functions/run/record-failure.ts';
 import { aslPlaceholders } from '../../infra/asl.ts';
 import { ASL_FILE } from './fixture.ts';
 
@@ -93,7 +93,11 @@ const HANDLER_SAMPLES: Record<HandlerName, { event: object; result: Json }> = {
   finish: { event: { run: { ...runState, verify: verifyResult } }, result: runRecord },
   recordFailure: {
     event: { run: {}, error: { Error: 'x', Cause: 'y' }, runId, startedAt } satisfies Required<FailureEvent>,
-    result: runRecord,
+    result: {
+      ...runRecord,
+      status: 'FAILED',
+      error: { error: 'Sluice.InputError', cause: 'y', message: 'access-logs/x.csv: line 2 has 3 fields, not 10.' },
+    } satisfies FailureOutput,
   },
 };
 const byPlaceholder = new Map(

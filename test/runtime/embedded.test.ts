@@ -1,6 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Embedded, startEmbedded } from '../../runtime/dev.ts';
 import type { ExecutionRecord } from '../../runtime/executions.ts';
@@ -11,27 +12,34 @@ import { HEADER, logRow } from '../support/fixtures.ts';
 process.env.SLUICE_CHUNK_SIZE = '4KB';
 
 const REPO_ROOT = join(import.meta.dirname, '../..');
+/** The runtime folder, a few levels down a sandbox so a key that climbed out of it would land in the sandbox. */
+let sandbox: string;
 let dir: string;
 let embedded: Embedded;
 const runs = new Map<string, Promise<ExecutionRecord>>();
+const logged: string[] = [];
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-embedded-'));
+  sandbox = mkdtempSync(join(tmpdir(), 'sluice-embedded-'));
+  dir = join(sandbox, 'a', 'b', 'c', '.sluice');
+  mkdirSync(dir, { recursive: true });
   embedded = await startEmbedded({
     dir,
     repoRoot: REPO_ROOT,
     port: 0,
-    log: () => {},
+    log: (line) => logged.push(line),
     onExecution: (event, execution) => runs.set(event.key, execution),
   });
 });
-afterAll(() => embedded.stop());
+afterAll(async () => {
+  await embedded.stop();
+  rmSync(sandbox, { recursive: true, force: true });
+});
 
 /** Uploads a file under access-logs/ and waits for the run its object event starts. */
-async function upload(name: string, text: string): Promise<ExecutionRecord> {
+async function upload(name: string, text: string, key = `access-logs/${name}`): Promise<ExecutionRecord> {
   const file = join(dir, name);
   writeFileSync(file, text);
-  const key = `access-logs/${name}`;
   runs.delete(key);
   await uploadFile(embedded.runtime.s3, 'sluice-input', key, file);
   for (let i = 0; i < 100 && !runs.has(key); i++) await new Promise((r) => setTimeout(r, 50));
@@ -69,5 +77,37 @@ describe('embedded runtime, end to end with the real handlers and ASL', () => {
     expect(`${run.error} ${run.cause}`).toMatch(/Sluice\.InputError|Threshold/);
     expect(embedded.runtime.executions.read(run.id)?.status).toBe('FAILED');
     expect(readFileSync(join(dir, 'notifications.jsonl'), 'utf8')).toContain(run.id);
+  });
+
+  it('loads an object whose key climbs with ../ like any other, and writes nothing outside its folder', async () => {
+    const rows = Array.from({ length: 50 }, (_, i) => logRow(i));
+
+    const run = await upload('climb.csv', `${HEADER}\n${rows.join('\n')}\n`, 'access-logs/../../../../x.csv');
+
+    expect(run).toMatchObject({ status: 'SUCCEEDED', output: { rowsRead: 50, rowsLoaded: 50, rowsRejected: 0 } });
+    const files = readdirSync(sandbox, { recursive: true, withFileTypes: true })
+      .filter((entry) => !entry.isDirectory())
+      .map((entry) => join(entry.parentPath, entry.name));
+    expect(files.filter((file) => !file.startsWith(`${dir}/`))).toEqual([]);
+  });
+
+  it('says in the log which object no pipeline takes, and why, and starts nothing', async () => {
+    const keys = ['access-logs/day.CSV', 'other/day.csv', 'access-logs/notes.txt', 'access-logs/\u0000\n.txt'];
+    logged.length = 0;
+
+    for (const key of keys) {
+      runs.delete(key);
+      await embedded.runtime.s3.send(new PutObjectCommand({ Bucket: 'sluice-input', Key: key, Body: 'x' }));
+    }
+
+    for (const key of keys) expect(runs.has(key)).toBe(false);
+    expect(logged).toEqual(
+      keys.map(
+        (key) =>
+          `ignored object ${JSON.stringify(key)} in sluice-input: no pipeline takes it ` +
+          '(access-logs: keys starting with "access-logs/" and ending in .csv or .csv.gz; ' +
+          'prefixes and suffixes are case-sensitive)',
+      ),
+    );
   });
 });

@@ -46,4 +46,37 @@ describe('execution history', () => {
     expect(row).toMatchObject({ status: 'FAILED', error: 'Sluice.RuntimeExited', chunks: null });
     expect(row?.cause).toContain('exited before the execution finished');
   });
+
+  it("shows a failure by its plain message, with the cause readable: never Lambda's JSON and stack trace", () => {
+    const store = new ExecutionStore(mkdtempSync(join(tmpdir(), 'executions-')));
+    const cause = JSON.stringify({
+      errorType: 'Sluice.InputError',
+      errorMessage: `s3://sluice-input/access-logs/x.csv: bad line ${'\u0000'.repeat(100_000)}`,
+      trace: ['Sluice.InputError: ...', '    at checkHeader (/work/main/functions/worker/header.ts:32:9)'],
+    });
+    store.write(record({ id: 'failed', status: 'FAILED', output: null, error: 'Sluice.InputError', cause }));
+    // A run whose RecordFailure ran keeps the run record's message and details.
+    store.write(
+      record({
+        id: 'recorded',
+        startedAt: '2026-11-25T09:00:00.000Z',
+        status: 'FAILED',
+        output: null,
+        error: 'States.ExceedToleratedFailureThreshold',
+        cause: 'The specified tolerated failure threshold was exceeded',
+        message: 'In access-logs/y.csv (bytes 0–10): the line at byte 3 is longer than 1048576 bytes.',
+        details: { errorType: 'Sluice.InputError', requestId: 'req-1' },
+      }),
+    );
+
+    const [failed, recorded] = store.listRuns();
+
+    expect(failed?.message).toBe('s3://sluice-input/access-logs/x.csv: bad line \\x00 (×100000).');
+    expect(failed?.cause).toBe('s3://sluice-input/access-logs/x.csv: bad line \\x00 (×100000)');
+    expect(JSON.stringify(failed)).not.toMatch(/trace|checkHeader|\/work\/main|\\u0000/);
+    expect(recorded).toMatchObject({
+      message: 'In access-logs/y.csv (bytes 0–10): the line at byte 3 is longer than 1048576 bytes.',
+      details: { errorType: 'Sluice.InputError', requestId: 'req-1' },
+    });
+  });
 });

@@ -43,7 +43,7 @@ describe('the failure path of the ASL', () => {
       invokeLambda: async (functionName, payload) => {
         if (functionName.endsWith(`:${HANDLERS.recordFailure.localName}`)) {
           recorded.push(payload);
-          return { recorded: true };
+          return { error: { message: 'the plain message RecordFailure wrote' } };
         }
         throw new Error(`unexpected call to ${functionName}`);
       },
@@ -71,6 +71,34 @@ describe('the failure path of the ASL', () => {
     expect(outcome.cause).toMatch(/reported no cause/);
     expect(recorded).toHaveLength(1);
     expect(recorded[0]).toMatchObject({ error: { Error: 'Sluice.Boom', Cause: expect.stringMatching(/no cause/) } });
-    expect(published).toEqual([expect.stringMatching(/^Sluice run no-cause-1 failed with Sluice\.Boom: .*no cause/)]);
+    expect(published).toEqual(['Sluice run no-cause-1 failed (Sluice.Boom): the plain message RecordFailure wrote']);
+  });
+
+  it('still notifies, with the cause as caught, when RecordFailure itself fails', async () => {
+    const published: string[] = [];
+    const services: LocalServices = {
+      invokeLambda: async () => {
+        throw new Error('the working bucket is unreachable');
+      },
+      athena: {
+        startQueryExecution: async () => ({ QueryExecutionId: 'unused' }),
+        getQueryExecution: async () => {
+          throw new Error('no query expected');
+        },
+        stopQueryExecution: async () => ({}),
+      },
+      publish: async (message) => void published.push(String(message.Message)),
+      getObject: async () => '[]',
+      putObject: async () => {},
+    };
+
+    const outcome = await execute(
+      definitionFailingWithoutCause(),
+      { pipeline: 'access-logs', trigger: 'schedule' },
+      { name: 'no-record-1', services },
+    );
+
+    expect(outcome).toMatchObject({ status: 'FAILED', error: 'Sluice.Boom' });
+    expect(published).toEqual([expect.stringMatching(/^Sluice run no-record-1 failed \(Sluice\.Boom\): .*no cause/)]);
   });
 });

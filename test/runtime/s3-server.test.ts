@@ -16,7 +16,8 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localS3Client } from '../../runtime/s3-client.ts';
-import { startS3Server } from '../../runtime/s3-server.ts';
+import { OBJECTS_FOLDER, startS3Server } from '../../runtime/s3-server.ts';
+import { keyPath, type ObjectVersion } from '../../runtime/s3-store.ts';
 import { startTestS3, type TestS3 } from './helpers.ts';
 
 let t: TestS3;
@@ -34,7 +35,13 @@ const defaultClient = () =>
     credentials: { accessKeyId: 'any', secretAccessKey: 'any' },
   });
 
-const stored = (bucket: string, key: string) => readFileSync(join(t.dir, 's3', bucket, `${key}._S3rver_object`));
+/** The bytes on disk of an object's current version (read past the server, through the store's layout). */
+const stored = (bucket: string, key: string) => {
+  const { dirs, stem } = keyPath(key);
+  const dir = join(t.dir, OBJECTS_FOLDER, bucket, ...dirs);
+  const version = JSON.parse(readFileSync(join(dir, `${stem}~o.json`), 'utf8')) as ObjectVersion;
+  return readFileSync(join(dir, version.data));
+};
 const get = async (key: string, range?: string) => {
   const out = await t.s3.send(new GetObjectCommand({ Bucket: 'sluice-input', Key: key, Range: range }));
   return Buffer.from(await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());

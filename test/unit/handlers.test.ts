@@ -5,8 +5,11 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import type { Chunk, ChunkResult } from '../../functions/contracts.ts';
+import type { Chunk, ChunkFailure, ChunkResult } from '../../functions/contracts.ts';
+import { InputError } from '../../functions/errors.ts';
+import { MAX_MESSAGE_CHARS } from '../../functions/run/failure-message.ts';
 import { recordFailure } from '../../functions/run/record-failure.ts';
+import { layout } from '../../functions/storage/layout.ts';
 import { pipelines, testConfig } from '../support/fixtures.ts';
 import { MemoryStore } from '../support/memory-store.ts';
 
@@ -26,10 +29,23 @@ const bigResult: ChunkResult = {
   rejectsKey: 'runs/access-logs/r/rejects/00007.parquet',
 };
 
+/** What the mocked worker does: return `bigResult`, or throw `failWith`. */
+const work = vi.hoisted(() => ({ failWith: undefined as Error | undefined }));
+
 vi.mock('../../functions/worker/worker.ts', async (importOriginal) => ({
   ...(await importOriginal<typeof import('../../functions/worker/worker.ts')>()),
-  processChunk: async () => bigResult,
+  processChunk: async () => {
+    if (work.failWith) throw work.failWith;
+    return bigResult;
+  },
 }));
+
+// The handlers' module-scope store is an in-memory one, so the Work handler's error file can be read back.
+vi.mock('../../functions/handlers/shared.ts', async () => {
+  const { MemoryStore: Store } = await import('../support/memory-store.ts');
+  const fixtures = await import('../support/fixtures.ts');
+  return { store: new Store(), config: fixtures.testConfig(), pipelines: fixtures.pipelines };
+});
 
 describe('the Work handler', () => {
   it('returns a ChunkSummary of a few bytes, not the whole ChunkResult', async () => {
@@ -43,6 +59,56 @@ describe('the Work handler', () => {
     expect(out).toEqual({ index: 7, rowsRead: 1000, rowsStaged: 990, rowsRejected: 10 });
     expect(JSON.stringify(out).length).toBeLessThan(100);
     vi.unstubAllEnvs();
+  });
+});
+
+describe('the Work handler when the chunk fails', () => {
+  const chunk: Chunk = {
+    runId: 'r-bomb',
+    pipeline: 'access-logs',
+    index: 3,
+    parts: [{ key: 'access-logs/bomb.csv.gz', version: 'e1', size: 900, start: 0, end: 900, compression: 'gzip' }],
+  };
+
+  it('rethrows the same error type with a plain, bounded message and no stack frames', async () => {
+    const { handler } = await import('../../functions/handlers/work.ts');
+    // A message as a gzip bomb made one: hundreds of KB of NUL bytes, and a stack with absolute paths.
+    work.failWith = new InputError(`s3://sluice-input/access-logs/bomb.csv.gz: bad line ${'\0'.repeat(300_000)} end`);
+    try {
+      const thrown = await handler(chunk, { awsRequestId: 'req-1' }).then(
+        () => undefined,
+        (error: unknown) => error as Error,
+      );
+      expect(thrown?.name).toBe('Sluice.InputError');
+      expect(thrown?.message.length).toBeLessThanOrEqual(MAX_MESSAGE_CHARS);
+      expect(thrown?.message).not.toContain('\0');
+      expect(thrown?.message).toContain('s3://sluice-input/access-logs/bomb.csv.gz: bad line \\x00 (×300000) end');
+      expect(thrown?.stack).toBe(`Sluice.InputError: ${thrown?.message}`);
+    } finally {
+      work.failWith = undefined;
+    }
+  });
+
+  it("leaves the chunk's error (type, plain message, parts, request id) in the run folder", async () => {
+    const { handler } = await import('../../functions/handlers/work.ts');
+    const shared = await import('../../functions/handlers/shared.ts');
+    work.failWith = new TypeError("Cannot read properties of undefined (reading 'x')");
+    try {
+      await expect(handler(chunk, { awsRequestId: 'req-2' })).rejects.toThrow(TypeError);
+    } finally {
+      work.failWith = undefined;
+    }
+    const failure = await shared.store.getJson<ChunkFailure>(
+      shared.config.workingBucket,
+      layout.chunkError('access-logs', 'r-bomb', 3),
+    );
+    expect(failure).toMatchObject({
+      index: 3,
+      errorType: 'TypeError',
+      message: "Cannot read properties of undefined (reading 'x')",
+      parts: [{ key: 'access-logs/bomb.csv.gz', start: 0, end: 900 }],
+      requestId: 'req-2',
+    });
   });
 });
 
@@ -88,10 +154,75 @@ describe('recordFailure', () => {
       },
       deps(),
     );
-    expect(lambda.error).toEqual({ error: 'Sluice.InputError', cause: 'bad header' });
+    // Issue 7 added the plain message and the details to the error; error and cause are as before.
+    expect(lambda.error).toMatchObject({ error: 'Sluice.InputError', cause: 'bad header', message: 'bad header.' });
     const bare = await recordFailure({ run: { pipeline: 'access-logs' }, runId: 'r2', startedAt: 'x' }, deps());
-    expect(bare.error).toEqual({ error: 'Unknown', cause: '' });
+    expect(bare.error).toMatchObject({ error: 'Unknown', cause: '' });
+    expect(bare.error?.message).toMatch(/failed without saying why/);
     const noCause = await recordFailure({ error: { Error: 'States.Timeout' }, runId: 'r3', startedAt: 'x' }, deps());
     expect(noCause).toMatchObject({ pipeline: 'unknown', error: { error: 'States.Timeout', cause: '' } });
+  });
+
+  it("names the failed chunk's file and error when the Distributed Map's cause is AWS's generic one", async () => {
+    const d = deps();
+    const bucket = d.config.workingBucket;
+    const failure = (index: number, message: string): ChunkFailure => ({
+      index,
+      errorType: 'Sluice.InputError',
+      message,
+      parts: [{ key: `access-logs/part-${index}.csv`, start: 0, end: 1000 }],
+      requestId: `req-${index}`,
+      failedAt: '2024-03-04T20:01:00Z',
+    });
+    await d.store.putJson(
+      bucket,
+      layout.chunkError('access-logs', 'map-1', 2),
+      failure(2, 'the line at byte 90 is longer than 1048576 bytes'),
+    );
+    // Chunk 0 failed once, was retried and succeeded: its error file is not a failure of the run.
+    await d.store.putJson(bucket, layout.chunkError('access-logs', 'map-1', 0), failure(0, 'SlowDown'));
+    await d.store.putJson(bucket, layout.chunkResult('access-logs', 'map-1', 0), bigResult);
+    const record = await recordFailure(
+      {
+        run: { pipeline: 'access-logs', trigger: 'object' },
+        error: {
+          Error: 'States.ExceedToleratedFailureThreshold',
+          Cause: 'The specified tolerated failure threshold was exceeded',
+        },
+        runId: 'map-1',
+        startedAt: '2024-03-04T20:00:00Z',
+      },
+      d,
+    );
+    expect(record.error?.message).toBe(
+      'In access-logs/part-2.csv (bytes 0–1000): the line at byte 90 is longer than 1048576 bytes.',
+    );
+    expect(record.error?.details).toMatchObject({
+      errorType: 'Sluice.InputError',
+      stateError: 'States.ExceedToleratedFailureThreshold',
+      requestId: 'req-2',
+      chunks: [{ index: 2, parts: [{ key: 'access-logs/part-2.csv', start: 0, end: 1000 }] }],
+    });
+    const stored = await d.store.getJson<{ error?: { message?: string } }>(
+      bucket,
+      layout.runRecord('access-logs', 'map-1'),
+    );
+    expect(stored?.error?.message).toBe(record.error?.message);
+  });
+
+  it('keeps the record small and readable whatever the cause holds (a stack trace, NUL bytes)', async () => {
+    const lambda = JSON.stringify({
+      errorType: 'Error',
+      errorMessage: `Invalid Input Error: line 2 ${'\u0000'.repeat(400_000)}`,
+      trace: ['Error: x', '    at spool (/var/task/functions/worker/worker.ts:192:23)'],
+    });
+    const record = await recordFailure(
+      { run: { pipeline: 'access-logs' }, error: { Error: 'Error', Cause: lambda }, runId: 'big-1', startedAt: 'x' },
+      deps(),
+    );
+    expect(JSON.stringify(record).length).toBeLessThan(4000);
+    expect(record.error?.message?.length).toBeLessThanOrEqual(MAX_MESSAGE_CHARS);
+    expect(record.error?.message).toContain('\\x00 (×400000)');
+    expect(JSON.stringify(record)).not.toMatch(/\/var\/task|at spool|\\u0000/);
   });
 });

@@ -103,4 +103,40 @@ describe('verify', () => {
     expect(maintain.some((sql) => sql.startsWith('OPTIMIZE'))).toBe(true);
     expect(maintain.some((sql) => sql.startsWith('VACUUM'))).toBe(true);
   });
+
+  it('names the files with the most rejects, their counts and first reject, when too many rows are rejected', async () => {
+    const store = new MemoryStore();
+    const config = testConfig({ chunkSizeOverride: 2000 });
+    const bad = (n: number) => Array.from({ length: n }, (_, i) => logRow(i, { status: 'OK' }));
+    const good = (n: number) => Array.from({ length: n }, (_, i) => logRow(1000 + i));
+    store.put(config.inputBucket, 'access-logs/mostly-bad.csv', [HEADER, ...good(2), ...bad(30)].join('\n'));
+    store.put(config.inputBucket, 'access-logs/some-bad.csv', [HEADER, ...good(8), ...bad(4)].join('\n'));
+    const state = await plan(
+      {
+        request: {
+          pipeline: 'access-logs',
+          trigger: 'manual',
+          keys: ['access-logs/mostly-bad.csv', 'access-logs/some-bad.csv'],
+        },
+        runId: 'run-rejects',
+        startedAt: '2024-03-05T00:00:00Z',
+      },
+      { store, config, pipelines },
+    );
+    const chunks = (await store.getJson<Chunk[]>(config.workingBucket, state.manifest.key)) ?? [];
+    for (const chunk of chunks) await processChunk(chunk, { store, config, pipeline: accessLogs });
+    const error = await verify(state, { store, config, pipelines, today: () => '2024-03-05' }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.name).toBe('Sluice.VerifyError');
+    expect(error?.message).toMatch(/^34 of 44 rows \(77\.3%\) were rejected, more than pipeline access-logs allows/);
+    // The files, most rejects first, each with its count and where its first reject is.
+    expect(error?.message).toContain(
+      'Most rejects: access-logs/mostly-bad.csv: 30 rejected (first at line 4, column status:',
+    );
+    expect(error?.message).toContain('access-logs/some-bad.csv: 4 rejected (first at line 10, column status:');
+    expect(error?.message).toMatch(/raise rejects\.maxShare/);
+    expect(error?.message).not.toMatch(/^run /);
+  });
 });
