@@ -36,7 +36,8 @@ function pipeline(statements: Statement[], athena: LocalAthena) {
       if (name === HANDLERS.plan.localName) return { chunks: 0 };
       if (name === HANDLERS.verify.localName) return { statements, summary: { chunks: 0 } };
       if (name === HANDLERS.finish.localName) return { status: 'SUCCEEDED' };
-      if (name === HANDLERS.recordFailure.localName) return { error: { message: 'the plain message RecordFailure wrote' } };
+      if (name === HANDLERS.recordFailure.localName)
+        return { error: { message: 'the plain message RecordFailure wrote' } };
       throw new Error(`no fake for ${functionName}`);
     },
     athena: {
