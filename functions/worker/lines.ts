@@ -3,16 +3,32 @@
  * DESIGN.md: a line belongs to the range that holds its first byte. A range that
  * does not start at 0 is read from one byte earlier, so that a line starting exactly
  * at `start` is recognised; a range reads past its end to finish its last line.
+ * With a quote character (non-splittable CSV/TSV, read whole) it splits into records
+ * instead: a newline inside a quoted field belongs to its record, which may then span
+ * several physical lines.
  */
 import { InputError } from '../errors.ts';
 
 const NL = 0x0a;
 const CR = 0x0d;
 
+/**
+ * What a record is besides its bytes. `lines`: the physical lines it spans (1 unless a
+ * quoted field holds a newline); `unclosed`: a quote opened in it is still open at the
+ * end of the object (the record then runs to the end of the object).
+ */
+export interface RecordShape {
+  readonly lines: number;
+  readonly unclosed: boolean;
+}
+
+/** The shape of every line outside quote mode: no allocation per line. */
+const ONE_LINE: RecordShape = { lines: 1, unclosed: false };
+
 /** `offset`: absolute byte offset of the line's first byte; `line`: without \n and a trailing \r. */
-export type LineHandler = (offset: number, line: Buffer) => void;
+export type LineHandler = (offset: number, line: Buffer, shape: RecordShape) => void;
 /** A line longer than the limit: its offset, its length in bytes and its first bytes (at most `keepBytes`). */
-export type LongLineHandler = (offset: number, length: number, head: Buffer) => void;
+export type LongLineHandler = (offset: number, length: number, head: Buffer, shape: RecordShape) => void;
 
 export class LineSplitter {
   private pending: Buffer = Buffer.alloc(0);
@@ -28,6 +44,17 @@ export class LineSplitter {
   private readonly keepBytes: number;
   /** While a line longer than the limit is being skipped: its offset, length so far and first bytes. */
   private long: { offset: number; length: number; head: Buffer } | undefined;
+  /** Quote mode: the quote and escape bytes (-1 when off); the escape equals the quote when quotes are doubled. */
+  private readonly quote: number;
+  private readonly escape: number;
+  /** Quote mode, at the end of what was scanned of the current record: inside quotes, just after an escape, newlines inside quotes so far. */
+  private open = false;
+  private escaped = false;
+  private breaks = 0;
+  /** Quote mode: how many bytes of `pending` were already scanned. */
+  private scanned = 0;
+  /** Quote mode: the last byte pushed is a newline. */
+  private tailNl = false;
 
   /**
    * @param readFrom absolute offset of the first byte that will be pushed (`start - 1` when start > 0, else 0)
@@ -45,6 +72,13 @@ export class LineSplitter {
     onLong?: LongLineHandler;
     /** How many first bytes of a long line are kept for `onLong` (default 4096). */
     keepBytes?: number;
+    /**
+     * Quote mode, for a range that is a whole object: a newline inside a field quoted
+     * with this character does not end the record. A quote inside a quoted field is
+     * written twice, or preceded by `escape` when that is a different character.
+     */
+    quote?: string;
+    escape?: string;
   }) {
     this.pendingAt = opts.readFrom;
     this.skipping = opts.start > 0;
@@ -54,6 +88,8 @@ export class LineSplitter {
     this.where = opts.where;
     this.onLong = opts.onLong;
     this.keepBytes = Math.min(opts.keepBytes ?? 4096, opts.maxLineBytes);
+    this.quote = opts.quote ? opts.quote.charCodeAt(0) : -1;
+    this.escape = this.quote >= 0 && opts.escape ? opts.escape.charCodeAt(0) : this.quote;
   }
 
   get finished(): boolean {
@@ -63,6 +99,7 @@ export class LineSplitter {
   /** Feeds the next bytes; returns false once every line of the range has been seen. */
   push(chunk: Buffer): boolean {
     if (this.done) return false;
+    if (this.quote >= 0) return this.pushRecords(chunk);
     let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
     let at = this.pendingAt;
     let pos = 0;
@@ -115,6 +152,8 @@ export class LineSplitter {
 
   /** Call at the end of the object: emits a last line that has no newline. */
   finish(): void {
+    // A quote still open: the object's last newline ends its last line, it does not start another.
+    if (this.open && this.tailNl) this.breaks--;
     if (!this.done && this.long) this.endLong(0);
     else if (!this.done && !this.skipping && this.pending.length > 0 && this.pendingAt < this.end) {
       this.emit(this.pendingAt, this.pending, 0, this.pending.length);
@@ -122,23 +161,124 @@ export class LineSplitter {
     this.done = true;
   }
 
+  /**
+   * Quote mode: the same as the loop of `push`, with records ended by a newline outside
+   * quotes. The scan state (`open`, `escaped`, `breaks`) carries over between pushes, so
+   * no byte is scanned twice.
+   */
+  private pushRecords(chunk: Buffer): boolean {
+    if (chunk.length > 0) this.tailNl = chunk[chunk.length - 1] === NL;
+    let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    let at = this.pendingAt;
+    let pos = 0;
+    let scan = this.pending.length > 0 ? this.scanned : 0;
+    if (this.skipping) {
+      const nl = buf.indexOf(NL);
+      if (nl < 0) {
+        this.pending = Buffer.alloc(0);
+        this.pendingAt = at + buf.length;
+        return true;
+      }
+      this.skipping = false;
+      pos = scan = nl + 1;
+    }
+    if (this.long) {
+      const nl = this.scanRecord(buf, 0);
+      if (nl < 0) {
+        this.long.length += buf.length;
+        this.pendingAt = at + buf.length;
+        return true;
+      }
+      this.endLong(nl > 0 && buf[nl - 1] === CR ? nl - 1 : nl);
+      pos = scan = nl + 1;
+    }
+    for (;;) {
+      if (at + pos >= this.end) {
+        this.done = true;
+        return false;
+      }
+      const nl = this.scanRecord(buf, scan);
+      if (nl < 0) break;
+      this.emit(at + pos, buf, pos, nl);
+      pos = scan = nl + 1;
+    }
+    buf = buf.subarray(pos);
+    at += pos;
+    if (buf.length > this.maxLineBytes) {
+      if (!this.onLong) {
+        throw new InputError(`${this.where}: the record at byte ${at} is longer than ${this.maxLineBytes} bytes`);
+      }
+      this.long = { offset: at, length: buf.length, head: Buffer.from(buf.subarray(0, this.keepBytes)) };
+      this.pending = Buffer.alloc(0);
+      this.pendingAt = at + buf.length;
+      return true;
+    }
+    this.pending = Buffer.from(buf);
+    this.pendingAt = at;
+    this.scanned = buf.length;
+    return true;
+  }
+
+  /**
+   * Quote mode: scans `buf` from `from` for the newline that ends the current record,
+   * outside quotes. Returns its index, or -1 (the state is kept for the next bytes).
+   * Quotes toggle: a doubled quote closes and reopens, which leaves a newline where it was.
+   */
+  private scanRecord(buf: Buffer, from: number): number {
+    const qc = this.quote;
+    const ec = this.escape;
+    let open = this.open;
+    let escaped = this.escaped;
+    for (let i = from; i < buf.length; i++) {
+      const b = buf[i];
+      if (escaped) {
+        escaped = false;
+        if (b === qc || b === ec) continue;
+      }
+      if (b === NL) {
+        if (!open) {
+          this.open = false;
+          this.escaped = false;
+          return i;
+        }
+        this.breaks++;
+      } else if (b === qc) open = !open;
+      else if (open && b === ec) escaped = true;
+    }
+    this.open = open;
+    this.escaped = escaped;
+    return -1;
+  }
+
+  /** The shape of the record that ends now; resets the count of its inner newlines. */
+  private shape(): RecordShape {
+    if (this.quote < 0) return ONE_LINE;
+    const shape = { lines: this.breaks + 1, unclosed: this.open };
+    this.breaks = 0;
+    this.open = false;
+    this.escaped = false;
+    return shape;
+  }
+
   private emit(offset: number, buf: Buffer, from: number, to: number): void {
     const end = to > from && buf[to - 1] === CR ? to - 1 : to;
+    const shape = this.shape();
     if (end - from > this.maxLineBytes) {
       if (!this.onLong) {
         throw new InputError(`${this.where}: the line at byte ${offset} is longer than ${this.maxLineBytes} bytes`);
       }
-      this.onLong(offset, end - from, Buffer.from(buf.subarray(from, from + this.keepBytes)));
+      this.onLong(offset, end - from, Buffer.from(buf.subarray(from, from + this.keepBytes)), shape);
       return;
     }
-    this.onLine(offset, buf.subarray(from, end));
+    this.onLine(offset, buf.subarray(from, end), shape);
   }
 
   /** Ends a long line whose last `tail` bytes (before its newline, without a trailing \r) came in the last push. */
   private endLong(tail: number): void {
     const long = this.long;
     this.long = undefined;
-    if (long) this.onLong?.(long.offset, long.length + tail, long.head);
+    const shape = this.shape();
+    if (long) this.onLong?.(long.offset, long.length + tail, long.head, shape);
   }
 }
 

@@ -252,6 +252,11 @@ async function* partBytes(store: ObjectStore, p: Pipeline, bucket: string, part:
 /** The separator of the spool file: the input's delimiter, or a comma for JSON Lines (one quoted field). */
 const spoolDelimiter = (p: Pipeline) => (p.input.format === 'jsonl' ? ',' : p.input.delimiter);
 
+/** The reason of a record whose quote is still open at the end of its object. */
+const unclosedReason = (line: number, lines: number) =>
+  `QUOTE: the quote opened on line ${line} is never closed before the end of the file, so ${lines === 1 ? 'that line is' : `lines ${line} to ${line + lines - 1} are`} rejected as one record; ` +
+  'close the quote (a quote inside a quoted field is written twice)';
+
 /**
  * Writes `part<d>offset<d>line number<d><line>` for every data line of the chunk to a
  * local file for DuckDB to parse; the prefix carries each row's lineage through
@@ -265,9 +270,12 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
   const out = new SpoolWriter(file);
   const spool: Spool = { file, rowsRead: 0, parts: [], early: [] };
   const { maxLineBytes } = pipeline.input;
+  // Non-splittable CSV/TSV with quotes: a newline inside a quoted field stays in its record.
+  const records = quotedRecords(pipeline);
   try {
     for (const [index, part] of chunk.parts.entries()) {
       const where = `s3://${config.inputBucket}/${part.key}`;
+      // Physical lines so far: a record's line is the line it starts on, and it adds every line it spans.
       let lines = 0;
       const splitter = new LineSplitter({
         readFrom: part.start > 0 ? part.start - 1 : 0,
@@ -276,11 +284,15 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
         maxLineBytes,
         where,
         keepBytes: Math.min(4 * pipeline.rejects.maxRawLineChars + 4, 64 * 1024),
-        onLong: (offset, length, head) => {
-          lines++;
+        ...(records ? { quote: pipeline.input.quote, escape: pipeline.input.escape } : {}),
+        onLong: (offset, length, head, shape) => {
+          const line = lines + 1;
+          lines += shape.lines;
           if (offset === 0 && hasHeader) {
             throw new InputError(
-              `${where}: the header line is ${length} bytes long, more than input.maxLineBytes (${maxLineBytes})`,
+              shape.unclosed
+                ? `${where}: the header line opens a quote that is never closed before the end of the file`
+                : `${where}: the header line is ${length} bytes long, more than input.maxLineBytes (${maxLineBytes})`,
             );
           }
           // The line counts as read and is rejected; the rest of the file is read.
@@ -288,23 +300,45 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
           spool.early.push({
             part: index,
             offset,
-            line: lines,
-            reason: `LINE TOO LONG: the line is ${length} bytes long, more than input.maxLineBytes (${maxLineBytes}); only its first bytes are kept here`,
+            line,
+            reason: shape.unclosed
+              ? unclosedReason(line, shape.lines)
+              : shape.lines > 1
+                ? `LINE TOO LONG: the record on lines ${line} to ${line + shape.lines - 1} is ${length} bytes long, more than input.maxLineBytes (${maxLineBytes}); only its first bytes are kept here`
+                : `LINE TOO LONG: the line is ${length} bytes long, more than input.maxLineBytes (${maxLineBytes}); only its first bytes are kept here`,
             head: (offset === 0 ? stripBom(head) : head).toString('utf8'),
           });
         },
-        onLine: (offset, line) => {
-          lines++;
+        onLine: (offset, line, shape) => {
+          const first = lines + 1;
+          lines += shape.lines;
           if (offset === 0) {
             line = stripBom(line);
             if (hasHeader) {
+              if (shape.unclosed) {
+                throw new InputError(
+                  `${where}: the header line opens a quote that is never closed before the end of the file`,
+                );
+              }
               checkHeader(pipeline, line, where);
               return;
             }
           }
           if (line.length === 0) return;
           spool.rowsRead++;
-          out.record(index, offset, lines, separator, line, jsonl);
+          if (shape.unclosed) {
+            // DuckDB's reader would read past it: rejected here, with the line the quote opened on.
+            const head = line.subarray(0, Math.min(line.length, 4 * pipeline.rejects.maxRawLineChars + 4));
+            spool.early.push({
+              part: index,
+              offset,
+              line: first,
+              reason: unclosedReason(first, shape.lines),
+              head: head.toString('utf8'),
+            });
+            return;
+          }
+          out.record(index, offset, first, separator, line, jsonl);
         },
       });
       for await (const bytes of partBytes(store, pipeline, config.inputBucket, part)) {
@@ -334,6 +368,13 @@ function fileColumns(chunk: Chunk, p: Pipeline): readonly string[] {
 
 const SPOOL_LINEAGE = [`'__part': 'INTEGER'`, `'__offset': 'BIGINT'`, `'__line': 'BIGINT'`];
 
+/**
+ * Non-splittable CSV/TSV with quotes: the spool then holds records, whose quoted fields
+ * may hold \n or \r\n. The reader is told the spool's records end with \n, or a \r\n in
+ * a quoted field stops it.
+ */
+const quotedRecords = (p: Pipeline) => p.input.format !== 'jsonl' && !p.input.splittable && p.input.quote !== '';
+
 const readerOptions = (p: Pipeline) => `header = false, auto_detect = false, strict_mode = true, null_padding = false,
     max_line_size = ${p.input.maxLineBytes + 64}, store_rejects = true,
     rejects_table = 'sluice_rejects', rejects_scan = 'sluice_reject_scans'`;
@@ -349,7 +390,7 @@ function csvSource(chunk: Chunk, p: Pipeline, file: string): string {
   const nulls = `[${p.input.nullStrings.map(literal).join(', ')}]`;
   return `read_csv(${literal(file)}, columns = {${[...SPOOL_LINEAGE, ...columns].join(', ')}},
       delim = ${literal(p.input.delimiter)}, quote = ${literal(p.input.quote)}, escape = ${literal(p.input.escape)},
-      nullstr = ${nulls}, ${readerOptions(p)})`;
+      nullstr = ${nulls}, ${quotedRecords(p) ? "new_line = '\\n', " : ''}${readerOptions(p)})`;
 }
 
 /**
@@ -534,6 +575,8 @@ interface SpooledLine {
 
 const UNCLOSED_QUOTE =
   'QUOTE: a quoted field is not closed on this line; in a splittable file a field may not contain a newline (set input.splittable: false)';
+const UNCLOSED_QUOTE_RECORD =
+  'QUOTE: a quoted field is not closed before the end of the file; close the quote (a quote inside a quoted field is written twice)';
 const LONE_CR =
   'LINE BREAK: the line holds a carriage return (\\r) that does not end it; lines end with \\n or \\r\\n and fields may not contain a lone \\r';
 
@@ -542,19 +585,27 @@ const LONE_CR =
  * on their own: a quote left open (the reader would merge the next lines into it) or a
  * lone carriage return (the reader would split the line, or stop).
  */
-export function scanSpool(bytes: Buffer, delimiter: string, quote: string, escapeChar: string): SpooledLine[] {
+export function scanSpool(
+  bytes: Buffer,
+  delimiter: string,
+  quote: string,
+  escapeChar: string,
+  records = false,
+): SpooledLine[] {
   const sep = delimiter.charCodeAt(0);
   const qc = quote.length > 0 ? quote.charCodeAt(0) : -1;
   const ec = escapeChar.length > 0 ? escapeChar.charCodeAt(0) : qc;
   const out: SpooledLine[] = [];
   for (let start = 0; start < bytes.length; ) {
-    let end = bytes.indexOf(0x0a, start);
-    if (end < 0) end = bytes.length;
     const first = bytes.indexOf(sep, start);
     const second = bytes.indexOf(sep, first + 1);
     const third = bytes.indexOf(sep, second + 1);
+    const record = records && qc >= 0 ? recordAt(bytes, third + 1, qc, ec) : undefined;
+    let end = record ? record.end : bytes.indexOf(0x0a, start);
+    if (end < 0) end = bytes.length;
     let problem: string | undefined;
-    if (bytes.subarray(third + 1, end).includes(0x0d)) problem = LONE_CR;
+    if (record) problem = record.loneCr ? LONE_CR : record.open ? UNCLOSED_QUOTE_RECORD : undefined;
+    else if (bytes.subarray(third + 1, end).includes(0x0d)) problem = LONE_CR;
     else if (qc >= 0) {
       let open = false;
       for (let i = third + 1; i < end; i++) {
@@ -575,6 +626,31 @@ export function scanSpool(bytes: Buffer, delimiter: string, quote: string, escap
     start = end + 1;
   }
   return out;
+}
+
+/**
+ * A record of a spool of quoted records (see \`quotedRecords\`), its body from \`from\`:
+ * the \n that ends it outside quotes (or the end of the bytes), whether a quote is left
+ * open, and whether it holds a \r outside quotes (a \r\n inside quotes is part of a field).
+ */
+function recordAt(
+  bytes: Buffer,
+  from: number,
+  qc: number,
+  ec: number,
+): { end: number; open: boolean; loneCr: boolean } {
+  let open = false;
+  let loneCr = false;
+  let i = from;
+  for (; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b === 0x0a) {
+      if (!open) break;
+    } else if (open && b === ec && ec !== qc && (bytes[i + 1] === qc || bytes[i + 1] === ec)) i++;
+    else if (b === qc) open = !open;
+    else if (b === 0x0d && !open) loneCr = true;
+  }
+  return { end: i, open, loneCr };
 }
 
 /** Writes the given spool lines to a new spool file. */
@@ -606,7 +682,13 @@ async function reconcile(
 ): Promise<Books> {
   const jsonl = p.input.format === 'jsonl';
   const bytes = readFileSync(spool.file);
-  const lines = scanSpool(bytes, spoolDelimiter(p), jsonl ? '"' : p.input.quote, jsonl ? '"' : p.input.escape);
+  const lines = scanSpool(
+    bytes,
+    spoolDelimiter(p),
+    jsonl ? '"' : p.input.quote,
+    jsonl ? '"' : p.input.escape,
+    quotedRecords(p),
+  );
   const indexFile = join(dir, 'spooled.csv');
   writeFileSync(indexFile, lines.map((l) => `${l.part},${l.offset},${l.line}\n`).join(''));
   await c.run(`CREATE OR REPLACE TEMP TABLE spooled AS SELECT * FROM read_csv(${literal(indexFile)},
@@ -698,17 +780,20 @@ function digitsAt(bytes: Buffer, from: number, to: number): number {
  * whenever a chunk has a rejected row, so it reads the prefix digits in place rather than
  * making two strings per line of the chunk.
  */
-function spooledLines(file: string, delimiter: string, wanted: ReadonlyMap<number, ReadonlySet<number>>): string {
+function spooledLines(p: Pipeline, file: string, wanted: ReadonlyMap<number, ReadonlySet<number>>): string {
   const bytes = readFileSync(file);
-  const sep = delimiter.charCodeAt(0);
+  const sep = spoolDelimiter(p).charCodeAt(0);
+  const qc = quotedRecords(p) ? p.input.quote.charCodeAt(0) : -1;
+  const ec = qc >= 0 ? p.input.escape.charCodeAt(0) : -1;
   const out: string[] = [];
   let size = 0;
   for (const offsets of wanted.values()) size += offsets.size;
   for (let start = 0; start < bytes.length && out.length < size; ) {
-    let end = bytes.indexOf(0x0a, start);
-    if (end < 0) end = bytes.length;
     const first = bytes.indexOf(sep, start);
     const second = bytes.indexOf(sep, first + 1);
+    // Quoted records may hold newlines: their end is found past the prefix (part, offset, line).
+    let end = qc >= 0 ? recordAt(bytes, bytes.indexOf(sep, second + 1) + 1, qc, ec).end : bytes.indexOf(0x0a, start);
+    if (end < 0) end = bytes.length;
     const part = digitsAt(bytes, start, first);
     const offset = digitsAt(bytes, first + 1, second);
     if (wanted.get(part)?.has(offset)) {
@@ -737,7 +822,7 @@ async function writeRejects(c: DuckDBConnection, p: Pipeline, spool: Spool, dir:
   const missing = (await c.runAndReadAll('SELECT part, line_offset FROM rejected WHERE raw IS NULL')).getRows();
   if (missing.length > 0) {
     const file = join(dir, 'raw-lines.jsonl');
-    writeFileSync(file, spooledLines(spool.file, spoolDelimiter(p), offsetsByPart(missing)));
+    writeFileSync(file, spooledLines(p, spool.file, offsetsByPart(missing)));
     await c.run(`UPDATE rejected SET raw = src.line FROM read_json(${literal(file)},
         columns = {'part': 'INTEGER', 'line_offset': 'BIGINT', 'line': 'VARCHAR'}, format = 'newline_delimited') src
       WHERE rejected.raw IS NULL AND rejected.part = src.part AND rejected.line_offset = src.line_offset`);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { parsePipeline } from '../../functions/pipeline/definition.ts';
+import { accessLogs, HEADER, logRow } from '../support/fixtures.ts';
 import { runObject } from '../support/run-local.ts';
 
 const dir = join(import.meta.dirname, '../fixtures');
@@ -140,5 +141,55 @@ rejects: { maxShare: 1 }
     for (const line of [7, 8, 9]) expect(reasons[line]).toContain('n must be an integer');
     for (const line of [10, 11, 12, 13, 14, 15, 16]) expect(reasons[line]).toContain('x must be a finite number');
     expect(rejects.map((r) => r.raw_line)).toEqual(bad);
+  });
+});
+
+describe('a non-splittable CSV: quoted newlines stay in their record', () => {
+  const whole = parsePipeline(
+    stringify({
+      ...parse(readFileSync(join(dir, '../../pipelines/access-logs.yaml'), 'utf8')),
+      input: { ...accessLogs.input, splittable: false },
+      rejects: { maxShare: 1 },
+    }),
+    'access-logs.yaml',
+  );
+
+  it('loads every row, the field keeps its newline, and a later reject has its physical line', async () => {
+    const rows = [
+      logRow(1),
+      logRow(2, { user_agent: '"two\nlines"' }),
+      logRow(3, { user_agent: '"crlf\r\nand ""quotes""\n"' }),
+      logRow(4),
+      logRow(5, { status: 'oops' }),
+      logRow(6),
+    ];
+    const text = `${HEADER}\n${rows.join('\n')}\n`;
+    const { staged, rejects, summary } = await runObject(whole, 'access-logs/q.csv', text);
+    expect(summary).toMatchObject({ rowsRead: 6, rowsLoaded: 5, rowsRejected: 1 });
+    expect(staged.map((r) => r.session_id)).toEqual(['s1', 's2', 's3', 's4', 's6']);
+    expect(staged[1]?.user_agent).toBe('two\nlines');
+    expect(staged[2]?.user_agent).toBe('crlf\r\nand "quotes"\n');
+    // Header 1, rows 2, 3-4, 5-7, 8; the bad row starts on line 9.
+    expect(rejects).toHaveLength(1);
+    expect(rejects[0]).toMatchObject({ line_number: '9', raw_line: rows[4] });
+    expect(String(rejects[0]?.reason)).toContain('status');
+  });
+
+  it('a quote that never closes is rejected from the line it opens on; the rows before it load', async () => {
+    const rows = [
+      logRow(1),
+      logRow(2, { user_agent: '"a\nb"' }),
+      logRow(3),
+      logRow(4, { user_agent: '"open' }),
+      logRow(5),
+    ];
+    const text = `${HEADER}\n${rows.join('\n')}\n`;
+    const { staged, rejects, summary } = await runObject(whole, 'access-logs/u.csv', text);
+    expect(summary).toMatchObject({ rowsRead: 4, rowsLoaded: 3, rowsRejected: 1 });
+    expect(staged.map((r) => r.session_id)).toEqual(['s1', 's2', 's3']);
+    expect(rejects[0]).toMatchObject({ line_number: '6' });
+    expect(String(rejects[0]?.reason)).toBe(
+      'QUOTE: the quote opened on line 6 is never closed before the end of the file, so lines 6 to 7 are rejected as one record; close the quote (a quote inside a quoted field is written twice)',
+    );
   });
 });
