@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import S3rver, { type Middleware, type S3rverContext } from 's3rver';
 import S3Error from 's3rver/lib/models/error.js';
+import { type AwsJsonHandler, awsJsonApis } from './aws-api.ts';
 import { AwsChunkedDecoder, decodedHeaders, isAwsChunked } from './aws-chunked.ts';
 import { ObjectStore, type ObjectVersion } from './s3-store.ts';
 
@@ -66,6 +67,8 @@ export interface ObjectCreated {
 }
 
 export interface S3ServerOptions {
+  /** The AWS JSON services served on the same port, by X-Amz-Target prefix (`AWSStepFunctions`, `AmazonAthena`). */
+  readonly awsApis?: () => Readonly<Record<string, AwsJsonHandler>>;
   /** The runtime folder; objects are kept under `<dir>/s3`. */
   readonly dir: string;
   /** @default 4577; 0 picks a free port. */
@@ -277,7 +280,12 @@ export async function startS3Server(options: S3ServerOptions): Promise<S3Server>
   // s3rver's controllers use both `ctx.store` (from the context prototype) and `ctx.app.store`.
   server.store = store;
   server.context.store = store;
-  server.middleware.unshift(semantics, localRequests);
+  // AWS JSON requests (Step Functions, Athena) are answered before S3 sees them.
+  server.middleware.unshift(
+    awsJsonApis(() => options.awsApis?.() ?? {}),
+    semantics,
+    localRequests,
+  );
   const address = await server.run();
   const port = address.port;
   return {
