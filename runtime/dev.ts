@@ -11,10 +11,13 @@ import { Cron } from 'croner';
 import { checkTransforms } from '../functions/pipeline/check-transform.ts';
 import { loadPipelines, matchesInput, type Pipeline } from '../functions/pipeline/definition.ts';
 import { checkTableLock, writeTableLocks } from '../functions/pipeline/evolution.ts';
+import { athenaApi } from './athena-api.ts';
+import type { AwsJsonHandler } from './aws-api.ts';
 import { type LocalPaths, localFiles } from './environment.ts';
 import { type ExecutionRecord, isAlive } from './executions.ts';
 import { createLocalRuntime, type ExecutionInput, type LocalRuntime } from './local-runtime.ts';
 import { DEFAULT_S3_PORT, LOCAL_BUCKETS, type ObjectCreated, startS3Server } from './s3-server.ts';
+import { stepFunctionsApi } from './sfn-api.ts';
 
 export interface EmbeddedOptions extends LocalPaths {
   /** @default 4577; 0 picks a free port. */
@@ -74,9 +77,12 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     );
   }
   let runtime: LocalRuntime | undefined;
+  let apis: Readonly<Record<string, AwsJsonHandler>> = {};
   const server = await startS3Server({
     dir: localFiles(options).dir,
     port: options.port ?? DEFAULT_S3_PORT,
+    // Step Functions and Athena on the same port, as their AWS APIs (runtime/aws-api.ts).
+    awsApis: () => apis,
     onObjectCreated: (event) => {
       if (event.bucket !== LOCAL_BUCKETS.input || !runtime) return;
       const taken = [...pipelines.values()].filter((pipeline) => matchesInput(pipeline, event.key));
@@ -95,6 +101,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     },
   });
   runtime = createLocalRuntime({ ...options, endpoint: server.endpoint, log });
+  apis = { AWSStepFunctions: stepFunctionsApi(runtime), AmazonAthena: athenaApi(runtime) };
 
   const jobs: Cron[] = [];
   if (options.schedules) {

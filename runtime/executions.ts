@@ -11,7 +11,7 @@
  * made readable: never Lambda's error JSON with its stack trace.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FailureDetails } from '../functions/contracts.ts';
 import { plainFailure, readableCause } from '../functions/run/failure-message.ts';
@@ -64,6 +64,25 @@ export interface RunDetail extends RunRow {
 
 const NAME = /^[A-Za-z0-9_-]{1,80}$/;
 
+/** Whether a name is one an execution can have here: 1 to 80 of A-Z, a-z, 0-9, `-` and `_` (one file name, as on AWS a log-safe name). */
+export const isExecutionName = (name: string): boolean => NAME.test(name);
+
+/** Another execution has this name (names are unique, as Step Functions' are). */
+export class ExecutionExistsError extends Error {
+  readonly executionName: string;
+  constructor(name: string) {
+    super(`an execution named ${name} already exists`);
+    this.name = 'ExecutionExistsError';
+    this.executionName = name;
+  }
+}
+
+/** The order of `list()`: newest first (start time, then name, both descending). */
+export const newestFirst = (
+  a: Pick<ExecutionRecord, 'startedAt' | 'id'>,
+  b: Pick<ExecutionRecord, 'startedAt' | 'id'>,
+) => b.startedAt.localeCompare(a.startedAt) || b.id.localeCompare(a.id);
+
 /** `<pipeline>-<yyyymmddThhmmssZ>-<6 random [a-z0-9]>`; a pipeline name that cannot be part of one is cleaned. */
 export function newExecutionName(pipeline: string, now: Date = new Date()): string {
   const stamp = now
@@ -96,12 +115,40 @@ export class ExecutionStore {
   }
 
   write(record: ExecutionRecord): void {
-    if (!NAME.test(record.id)) throw new Error(`invalid execution name ${record.id}`);
-    mkdirSync(this.folder, { recursive: true });
-    const file = join(this.folder, `${record.id}.json`);
-    const temporary = `${file}.${process.pid}.tmp`;
-    writeFileSync(temporary, `${JSON.stringify(record, null, 2)}\n`);
+    const file = this.file(record.id);
+    const temporary = this.temporary(file, record);
     renameSync(temporary, file);
+  }
+
+  /**
+   * Writes the first record of a new execution; throws {@link ExecutionExistsError} if an execution
+   * of that name exists, even one another process is writing (the file is linked in place, which
+   * fails if it exists, so two processes cannot both create one name).
+   */
+  create(record: ExecutionRecord): void {
+    const file = this.file(record.id);
+    const temporary = this.temporary(file, record);
+    try {
+      linkSync(temporary, file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new ExecutionExistsError(record.id);
+      throw error;
+    } finally {
+      rmSync(temporary, { force: true });
+    }
+  }
+
+  private file(id: string): string {
+    if (!NAME.test(id)) throw new Error(`invalid execution name ${id}`);
+    mkdirSync(this.folder, { recursive: true });
+    return join(this.folder, `${id}.json`);
+  }
+
+  /** The record, written whole to a temporary file beside `file`. */
+  private temporary(file: string, record: ExecutionRecord): string {
+    const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    writeFileSync(temporary, `${JSON.stringify(record, null, 2)}\n`);
+    return temporary;
   }
 
   read(id: string): ExecutionRecord | undefined {
@@ -124,7 +171,7 @@ export class ExecutionStore {
     return files
       .map((f) => this.read(f.slice(0, -'.json'.length)))
       .filter((r): r is ExecutionRecord => r !== undefined)
-      .sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.id.localeCompare(a.id));
+      .sort(newestFirst);
   }
 
   /** `sluice runs`: the executions with the run counts of their output. */
@@ -161,7 +208,8 @@ export function toRunRow(record: ExecutionRecord): RunRow {
     rowsRejected: count(output.rowsRejected),
     ...(record.status === 'FAILED' || record.status === 'ABORTED'
       ? {
-          error: record.error ?? 'Unknown',
+          // An execution stopped with StopExecution without an error has none (as on AWS).
+          error: record.error ?? (record.status === 'ABORTED' ? 'Aborted' : 'Unknown'),
           cause: readableCause(record.cause),
           message: record.message ?? plainFailure(record.error, record.cause),
           ...(record.details ? { details: record.details } : {}),

@@ -6,7 +6,9 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { LocalAthena } from './athena.ts';
+import type { StateMachineDefinition } from 'aws-local-stepfunctions';
+import { athenaResults, LocalAthena } from './athena.ts';
+import type { Json } from './distributed-map.ts';
 import { applyLocalEnvironment, LOCAL_ATHENA_WORKGROUP, type LocalPaths, localFiles } from './environment.ts';
 import { type ExecutionRecord, ExecutionStore, newExecutionName } from './executions.ts';
 import { localS3Client } from './s3-client.ts';
@@ -18,6 +20,21 @@ export interface ExecutionInput {
   readonly pipeline: string;
   readonly trigger: string;
   readonly [key: string]: unknown;
+}
+
+/** How an execution is started besides its input. */
+export interface StartExecutionOptions {
+  /**
+   * The execution name (StartExecution's `name`): 1 to 80 of A-Z, a-z, 0-9, `-` and `_`, unique.
+   * @default `<pipeline>-<UTC time>-<6 random>` (`newExecutionName`)
+   */
+  readonly name?: string;
+}
+
+/** What StopExecution records: an error code and a cause, both optional. */
+export interface StopReason {
+  readonly error?: string;
+  readonly cause?: string;
 }
 
 export interface LocalRuntimeOptions extends LocalPaths {
@@ -34,8 +51,23 @@ export interface LocalRuntime {
   /** The Athena API the state machine calls, over the warehouse. */
   readonly athena: LocalAthena;
   readonly executions: ExecutionStore;
-  /** Starts an execution and resolves with its final record (never rejects for a failed run). */
-  startExecution(input: ExecutionInput): Promise<ExecutionRecord>;
+  /** The state machine this runtime runs: its definition (placeholders substituted) and when it was loaded. */
+  readonly stateMachine: { readonly definition: StateMachineDefinition; readonly createdAt: Date };
+  /**
+   * Starts an execution and resolves with its final record (never rejects for a failed run).
+   * Its first record is written before this returns, so `executions.read(name)` finds it at once.
+   * The input is usually an {@link ExecutionInput}; StartExecution may send any JSON (then the
+   * record's pipeline and trigger are empty).
+   * Throws at once (not through the promise) `ExecutionExistsError` if an execution has the given
+   * name, or an Error if the name is not a valid one.
+   */
+  startExecution(input: ExecutionInput | Json, options?: StartExecutionOptions): Promise<ExecutionRecord>;
+  /**
+   * StopExecution: aborts one execution this runtime is running; it ends ABORTED with the reason's
+   * error and cause (whatever state it was in). Resolves with its final record, or undefined when
+   * this runtime is not running an execution of that name (unknown, finished, or run by another process).
+   */
+  stopExecution(name: string, reason?: StopReason): Promise<ExecutionRecord> | undefined;
   /** Aborts the executions in progress and waits for their records to be written. */
   stop(): Promise<void>;
 }
@@ -47,11 +79,21 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
   const log = options.log ?? (() => {});
   const s3 = localS3Client(options.endpoint);
   const warehouse = new LocalWarehouse({ file: files.warehouse, s3, tmpDir: files.tmp });
-  const athena = new LocalAthena({ run: (sql) => warehouse.execute(sql), defaultWorkGroup: LOCAL_ATHENA_WORKGROUP });
+  // Results are kept (bounded) so that GetQueryResults can page them through the Athena API.
+  const athena = new LocalAthena({
+    query: (sql) => warehouse.read(sql, athenaResults),
+    defaultWorkGroup: LOCAL_ATHENA_WORKGROUP,
+  });
   const executions = new ExecutionStore(files.executions);
   const definition = loadDefinition(files.stateMachine);
+  const stateMachine = { definition, createdAt: new Date() };
   const stopping = new AbortController();
   const inFlight = new Set<Promise<ExecutionRecord>>();
+  /** The executions running here, by name: each can be aborted alone (StopExecution). */
+  const running = new Map<
+    string,
+    { readonly controller: AbortController; stopped?: StopReason; readonly done: Promise<ExecutionRecord> }
+  >();
 
   const services: LocalServices = {
     invokeLambda: handlerModules(files.handlers),
@@ -69,12 +111,17 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     },
   };
 
-  const run = async (input: ExecutionInput): Promise<ExecutionRecord> => {
-    const id = newExecutionName(String(input.pipeline));
+  /** Writes the execution's first record (synchronously: a taken name throws here) and runs it. */
+  const start = (input: ExecutionInput | Json, name?: string): Promise<ExecutionRecord> => {
+    const fields = (typeof input === 'object' && input !== null && !Array.isArray(input) ? input : {}) as Record<
+      string,
+      unknown
+    >;
+    const pipeline = typeof fields.pipeline === 'string' ? fields.pipeline : '';
     const started: ExecutionRecord = {
-      id,
-      pipeline: String(input.pipeline),
-      trigger: String(input.trigger),
+      id: name ?? newExecutionName(pipeline),
+      pipeline,
+      trigger: typeof fields.trigger === 'string' ? fields.trigger : '',
       status: 'RUNNING',
       startedAt: new Date().toISOString(),
       stoppedAt: null,
@@ -84,21 +131,44 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
       cause: null,
       pid: process.pid,
     };
-    executions.write(started);
+    executions.create(started);
+    const id = started.id;
     log(
-      `${id} started (${started.trigger}${typeof input.key === 'string' ? ` s3://${input.bucket}/${input.key}` : ''})`,
+      `${id} started (${started.trigger}${typeof fields.key === 'string' ? ` s3://${fields.bucket}/${fields.key}` : ''})`,
     );
-    let outcome: Pick<ExecutionRecord, 'status' | 'output' | 'error' | 'cause'>;
+    const controller = new AbortController();
+    const done = run(started, input as Json, controller.signal);
+    running.set(id, { controller, done });
+    return done;
+  };
+
+  const run = async (started: ExecutionRecord, input: Json, signal: AbortSignal): Promise<ExecutionRecord> => {
+    const id = started.id;
+    let outcome: Pick<ExecutionRecord, 'status' | 'output' | 'error' | 'cause' | 'message'>;
     try {
       outcome = await execute(definition, input, {
         name: id,
         services,
         log: (line) => log(`${id} ${line}`),
-        signal: stopping.signal,
+        signal: AbortSignal.any([stopping.signal, signal]),
       });
     } catch (error) {
       // The runtime itself failed (not a state): still leave an honest record.
       outcome = { status: 'FAILED', output: null, error: 'Sluice.RuntimeError', cause: (error as Error).message };
+    }
+    const stopped = running.get(id)?.stopped;
+    running.delete(id);
+    if (stopped) {
+      // StopExecution succeeded while the execution was open: it ends ABORTED, however its states ended.
+      const reason = stopped.error ? ` (${stopped.error}${stopped.cause ? `: ${stopped.cause}` : ''})` : '';
+      outcome = {
+        ...outcome,
+        status: 'ABORTED',
+        output: null,
+        error: stopped.error ?? null,
+        cause: stopped.cause ?? null,
+        message: `Stopped with StopExecution${reason}.`,
+      };
     }
     const finished: ExecutionRecord = { ...started, ...outcome, stoppedAt: new Date().toISOString() };
     executions.write(finished);
@@ -112,11 +182,19 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     warehouse,
     athena,
     executions,
-    startExecution(input) {
-      const promise = run(input);
+    stateMachine,
+    startExecution(input, options = {}) {
+      const promise = start(input, options.name);
       inFlight.add(promise);
       void promise.finally(() => inFlight.delete(promise)).catch(() => undefined);
       return promise;
+    },
+    stopExecution(name, reason = {}) {
+      const execution = running.get(name);
+      if (!execution) return undefined;
+      execution.stopped ??= reason;
+      execution.controller.abort();
+      return execution.done;
     },
     async stop() {
       stopping.abort();

@@ -13,7 +13,13 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { type DuckDBConnection, DuckDBInstance, type DuckDBType, DuckDBTypeId } from '@duckdb/node-api';
+import {
+  type DuckDBConnection,
+  DuckDBInstance,
+  type DuckDBResultReader,
+  type DuckDBType,
+  DuckDBTypeId,
+} from '@duckdb/node-api';
 import {
   type ColumnDefinition,
   type ExternalTable,
@@ -83,12 +89,24 @@ export class LocalWarehouse {
 
   /** Runs one statement and returns its rows as JSON-safe objects. */
   query(sql: string): Promise<Row[]> {
-    const run = this.queue.then(() => this.run(sql));
+    return this.read(sql, (reader) =>
+      reader ? toJsonRows(reader.getRowObjectsJson(), reader.columnNames(), reader.columnTypes()) : [],
+    );
+  }
+
+  /**
+   * Runs one statement and hands its whole result (column names and types, rows) to `read`,
+   * e.g. to shape it as Athena's GetQueryResults does (`athena.ts`). A statement the warehouse
+   * serves itself (CREATE EXTERNAL TABLE, ALTER TABLE ADD COLUMNS on one) has no result: `read`
+   * gets `undefined`.
+   */
+  read<T>(sql: string, read: (reader: DuckDBResultReader | undefined) => T): Promise<T> {
+    const run = this.queue.then(() => this.run(sql, read));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async run(sql: string): Promise<Row[]> {
+  private async run<T>(sql: string, read: (reader: DuckDBResultReader | undefined) => T): Promise<T> {
     let translated: ReturnType<typeof translate>;
     try {
       translated = translate(sql);
@@ -109,7 +127,7 @@ export class LocalWarehouse {
       }
       if (translated.kind === 'external-table') {
         await registerExternalTable(connection, translated);
-        return [];
+        return read(undefined);
       }
       if (translated.kind === 'add-columns') {
         // ALTER TABLE ... ADD COLUMNS on a staging (external) table changes its registered columns;
@@ -117,7 +135,7 @@ export class LocalWarehouse {
         const external = (await externalTables(connection)).find((t) => t.name === translated.name);
         if (external) {
           await registerExternalTable(connection, { ...withAddedColumns(external, translated), ifNotExists: false });
-          return [];
+          return read(undefined);
         }
       }
       const scratch = await mkdtemp(join(this.options.tmpDir, 'external-'));
@@ -133,8 +151,7 @@ export class LocalWarehouse {
           await connection.run('SET enable_external_access = false');
           await connection.run('SET lock_configuration = true');
         }
-        const reader = await connection.runAndReadAll(translated.sql);
-        return toJsonRows(reader.getRowObjectsJson(), reader.columnNames(), reader.columnTypes());
+        return read(await connection.runAndReadAll(translated.sql));
       } catch (error) {
         if (error instanceof WarehouseQueryError) throw error;
         if (readOnly && isReadOnlyError(error)) throw new WarehouseReadOnlyError((error as Error).message);

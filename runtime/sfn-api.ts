@@ -1,0 +1,339 @@
+/**
+ * The Step Functions API of the embedded runtime (AWS JSON 1.0, `X-Amz-Target: AWSStepFunctions.<Op>`),
+ * in AWS's shapes, ARNs and errors, over the runtime's one state machine and its execution records:
+ * ListStateMachines, DescribeStateMachine, StartExecution, DescribeExecution, ListExecutions and
+ * StopExecution. https://docs.aws.amazon.com/step-functions/latest/apireference/API_Operations.html
+ *
+ * - The state machine is `sluice-pipeline` (STANDARD) in account 000000000000, us-east-1; its
+ *   executions are `arn:aws:states:us-east-1:000000000000:execution:sluice-pipeline:<name>`.
+ * - Timestamps are epoch seconds (numbers, with milliseconds as the fraction), as the JSON protocol sends them.
+ * - StartExecution answers at once; the execution runs in the background. A name already used
+ *   answers ExecutionAlreadyExists, except for an open execution started with the same input, which
+ *   is answered again (StartExecution is idempotent for STANDARD workflows).
+ * - Other operations (GetExecutionHistory, RedriveExecution, the map runs...) answer
+ *   UnknownOperationException until the runtime serves them.
+ */
+import { AwsApiError, type AwsJsonHandler } from './aws-api.ts';
+import type { Json } from './distributed-map.ts';
+import {
+  ExecutionExistsError,
+  type ExecutionRecord,
+  isExecutionName,
+  newExecutionName,
+  newestFirst,
+} from './executions.ts';
+import type { LocalRuntime } from './local-runtime.ts';
+
+export const SFN_REGION = 'us-east-1';
+export const SFN_ACCOUNT = '000000000000';
+/** The state machine's name, as the stack names it locally. */
+export const STATE_MACHINE_NAME = 'sluice-pipeline';
+export const STATE_MACHINE_ARN = `arn:aws:states:${SFN_REGION}:${SFN_ACCOUNT}:stateMachine:${STATE_MACHINE_NAME}`;
+/** The role the state machine runs as (`$$.Execution.RoleArn` locally). */
+export const STATE_MACHINE_ROLE_ARN = `arn:aws:iam::${SFN_ACCOUNT}:role/sluice-local`;
+
+export const executionArn = (name: string) =>
+  `arn:aws:states:${SFN_REGION}:${SFN_ACCOUNT}:execution:${STATE_MACHINE_NAME}:${name}`;
+
+/** Step Functions' limit on an execution's input: 256 KiB, UTF-8 encoded. */
+const MAX_INPUT_BYTES = 256 * 1024;
+/** How long StopExecution waits for the execution's ABORTED record before it answers anyway. */
+const STOP_WAIT_MS = 5000;
+
+const STATUSES = ['RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED', 'PENDING_REDRIVE'] as const;
+
+/** `arn:<partition>:states:<region>:<account>:<resource type>:<name>[:<name>]`. */
+const ARN = /^arn:aws[a-z-]*:states:([a-z0-9-]+):(\d{12}):(stateMachine|execution|express):([^:]+)(?::([^:]+))?$/;
+
+const seconds = (iso: string) => Date.parse(iso) / 1000;
+
+/** A value as an error message quotes it: at most 256 characters. */
+const shown = (text: string) => (text.length > 256 ? `${text.slice(0, 256)}…` : text);
+
+const validation = (message: string) => new AwsApiError('ValidationException', message);
+
+function requiredString(input: Record<string, unknown>, member: string): string {
+  const value = input[member];
+  if (value === undefined || value === null) {
+    throw validation(
+      `1 validation error detected: Value null at '${member}' failed to satisfy constraint: Member must not be null`,
+    );
+  }
+  if (typeof value !== 'string') throw new AwsApiError('SerializationException', `'${member}' must be a string`);
+  return value;
+}
+
+function optionalString(input: Record<string, unknown>, member: string): string | undefined {
+  const value = input[member];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') throw new AwsApiError('SerializationException', `'${member}' must be a string`);
+  return value;
+}
+
+function parseArn(arn: string) {
+  const match = ARN.exec(arn);
+  if (!match || arn.length > 256) throw new AwsApiError('InvalidArn', `Invalid Arn: '${shown(arn)}'`);
+  const [, region, account, type, first, second] = match;
+  return { region, account, type, first, second };
+}
+
+/** The state machine's ARN must be this runtime's: a malformed one is InvalidArn, another one does not exist. */
+function checkStateMachineArn(arn: string): void {
+  const { type, second } = parseArn(arn);
+  if (type !== 'stateMachine')
+    throw new AwsApiError('InvalidArn', `Invalid Arn: 'Resource type not valid in this context: ${type}'`);
+  // A version or alias (`...:stateMachine:<name>:<qualifier>`) is not published locally.
+  if (arn !== STATE_MACHINE_ARN || second !== undefined) {
+    throw new AwsApiError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${arn}'`);
+  }
+}
+
+/** The execution's record, by its ARN: a malformed ARN is InvalidArn, an unknown execution ExecutionDoesNotExist. */
+function executionOf(runtime: LocalRuntime, arn: string): ExecutionRecord {
+  const { region, account, type, first, second } = parseArn(arn);
+  if (type === 'stateMachine')
+    throw new AwsApiError('InvalidArn', `Invalid Arn: 'Resource type not valid in this context: ${type}'`);
+  if (second === undefined) throw new AwsApiError('InvalidArn', `Invalid Arn: '${arn}'`);
+  const record =
+    type === 'execution' && region === SFN_REGION && account === SFN_ACCOUNT && first === STATE_MACHINE_NAME
+      ? runtime.executions.read(second)
+      : undefined;
+  if (!record) throw new AwsApiError('ExecutionDoesNotExist', `Execution Does Not Exist: '${arn}'`);
+  return record;
+}
+
+/** An ExecutionListItem. */
+const listItem = (record: ExecutionRecord) => ({
+  executionArn: executionArn(record.id),
+  stateMachineArn: STATE_MACHINE_ARN,
+  name: record.id,
+  status: record.status,
+  startDate: seconds(record.startedAt),
+  ...(record.stoppedAt ? { stopDate: seconds(record.stoppedAt) } : {}),
+});
+
+/** DescribeExecution's output. */
+function describeExecution(record: ExecutionRecord) {
+  return {
+    ...listItem(record),
+    input: JSON.stringify(record.input ?? null),
+    inputDetails: { included: true },
+    ...(record.status === 'SUCCEEDED'
+      ? { output: JSON.stringify(record.output ?? null), outputDetails: { included: true } }
+      : {}),
+    ...(record.status === 'FAILED' || record.status === 'ABORTED'
+      ? {
+          ...(record.error !== null ? { error: record.error } : {}),
+          ...(record.cause !== null ? { cause: record.cause } : {}),
+        }
+      : {}),
+  };
+}
+
+/** The definition as Step Functions returns it: the ASL file's JSON with the local values substituted. */
+function definitionText(runtime: LocalRuntime): string {
+  const { Comment, ...rest } = runtime.stateMachine.definition;
+  return JSON.stringify(Comment === undefined ? rest : { Comment, ...rest }, null, 2);
+}
+
+/** ListExecutions' nextToken: where the next page starts (after this execution, newest first) and the filter it was made for. */
+interface PageToken {
+  readonly startedAt: string;
+  readonly id: string;
+  readonly filter: string | null;
+}
+
+const encodeToken = (token: PageToken) => Buffer.from(JSON.stringify(token)).toString('base64url');
+
+function decodeToken(text: string, filter: string | null): PageToken {
+  try {
+    const token = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as PageToken;
+    if (typeof token.startedAt === 'string' && typeof token.id === 'string' && token.filter === filter) return token;
+  } catch {
+    // below
+  }
+  throw new AwsApiError('InvalidToken', `Invalid Token: '${text.slice(0, 100)}'`);
+}
+
+function maxResultsOf(input: Record<string, unknown>): number {
+  const value = input.maxResults ?? 0;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 1000) {
+    throw validation(
+      `1 validation error detected: Value '${String(value)}' at 'maxResults' failed to satisfy constraint: ` +
+        'Member must have value less than or equal to 1000 and greater than or equal to 0',
+    );
+  }
+  // 0 means the default, as on AWS.
+  return value === 0 ? 100 : value;
+}
+
+async function stopExecution(runtime: LocalRuntime, input: Record<string, unknown>) {
+  const record = executionOf(runtime, requiredString(input, 'executionArn'));
+  const error = optionalString(input, 'error');
+  const cause = optionalString(input, 'cause');
+  if (error !== undefined && error.length > 256) throw validation("'error' must be at most 256 characters");
+  if (cause !== undefined && cause.length > 32768) throw validation("'cause' must be at most 32768 characters");
+  // A closed execution stays as it ended.
+  if (record.status !== 'RUNNING') return { stopDate: seconds(record.stoppedAt ?? record.startedAt) };
+  const done = runtime.stopExecution(record.id, {
+    ...(error !== undefined ? { error } : {}),
+    ...(cause !== undefined ? { cause } : {}),
+  });
+  if (!done) {
+    // It ended meanwhile; or it runs in another process (`sluice run` beside `sluice dev`), which alone can abort it.
+    const now = runtime.executions.read(record.id);
+    if (now && now.status !== 'RUNNING') return { stopDate: seconds(now.stoppedAt ?? now.startedAt) };
+    throw validation(
+      `the execution ${record.id} is run by another process (pid ${record.pid}) and cannot be stopped here`,
+    );
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const finished = await Promise.race([
+    done,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), STOP_WAIT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  return { stopDate: finished?.stoppedAt ? seconds(finished.stoppedAt) : Date.now() / 1000 };
+}
+
+function startExecution(runtime: LocalRuntime, input: Record<string, unknown>) {
+  checkStateMachineArn(requiredString(input, 'stateMachineArn'));
+  const text = optionalString(input, 'input') ?? '{}';
+  if (Buffer.byteLength(text, 'utf8') > MAX_INPUT_BYTES) {
+    throw validation(
+      "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have length less than or equal to 262144",
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new AwsApiError(
+      'InvalidExecutionInput',
+      `Invalid State Machine Execution Input: '${(error as Error).message}'`,
+    );
+  }
+  const given = optionalString(input, 'name');
+  if (given !== undefined && !isExecutionName(given)) {
+    throw new AwsApiError(
+      'InvalidName',
+      `Invalid Name: '${shown(given)}' (an execution name is 1 to 80 characters of A-Z, a-z, 0-9, '-' and '_')`,
+    );
+  }
+  const fields = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as { pipeline?: unknown };
+  const name = given ?? newExecutionName(typeof fields.pipeline === 'string' ? fields.pipeline : '');
+  const started = (record: ExecutionRecord) => ({
+    executionArn: executionArn(record.id),
+    startDate: seconds(record.startedAt),
+  });
+  const alreadyExists = () =>
+    new AwsApiError('ExecutionAlreadyExists', `Execution Already Exists: '${executionArn(name)}'`);
+  const existing = runtime.executions.read(name);
+  if (existing) {
+    // The same request again while the execution is open gets the same answer; anything else is refused.
+    if (existing.status === 'RUNNING' && JSON.stringify(existing.input) === JSON.stringify(parsed))
+      return started(existing);
+    throw alreadyExists();
+  }
+  let execution: Promise<ExecutionRecord>;
+  try {
+    execution = runtime.startExecution(parsed as Json, { name });
+  } catch (error) {
+    if (error instanceof ExecutionExistsError) throw alreadyExists();
+    throw error;
+  }
+  // It runs in the background; its records say how it ends.
+  void execution.catch(() => undefined);
+  const record = runtime.executions.read(name);
+  if (!record) throw new AwsApiError('InternalServerException', `the execution ${name} has no record`, 500);
+  return started(record);
+}
+
+function listExecutions(runtime: LocalRuntime, input: Record<string, unknown>) {
+  const mapRunArn = optionalString(input, 'mapRunArn');
+  const stateMachineArn = optionalString(input, 'stateMachineArn');
+  if (mapRunArn !== undefined) {
+    parseArn(mapRunArn);
+    throw new AwsApiError(
+      'ResourceNotFound',
+      `Resource Not Found: '${mapRunArn}' (map runs are not served by the embedded runtime yet)`,
+    );
+  }
+  if (stateMachineArn === undefined) throw validation('Must provide a StateMachine ARN or MapRun ARN');
+  checkStateMachineArn(stateMachineArn);
+  const filter = optionalString(input, 'statusFilter') ?? null;
+  if (filter !== null && !(STATUSES as readonly string[]).includes(filter)) {
+    throw validation(
+      `1 validation error detected: Value '${filter}' at 'statusFilter' failed to satisfy constraint: ` +
+        `Member must satisfy enum value set: [${STATUSES.join(', ')}]`,
+    );
+  }
+  const maxResults = maxResultsOf(input);
+  const nextToken = optionalString(input, 'nextToken');
+  const after = nextToken !== undefined ? decodeToken(nextToken, filter) : undefined;
+  const matching = runtime.executions
+    .list()
+    .filter((record) => filter === null || record.status === filter)
+    .filter((record) => after === undefined || newestFirst(after, record) < 0);
+  const page = matching.slice(0, maxResults);
+  const last = page.at(-1);
+  return {
+    executions: page.map(listItem),
+    ...(matching.length > maxResults && last
+      ? { nextToken: encodeToken({ startedAt: last.startedAt, id: last.id, filter }) }
+      : {}),
+  };
+}
+
+/** The Step Functions API over the runtime's state machine and executions. */
+export function stepFunctionsApi(runtime: LocalRuntime): AwsJsonHandler {
+  return async (operation, input) => {
+    switch (operation) {
+      case 'ListStateMachines': {
+        if (optionalString(input, 'nextToken') !== undefined) {
+          throw new AwsApiError('InvalidToken', `Invalid Token: '${String(input.nextToken).slice(0, 100)}'`);
+        }
+        maxResultsOf(input);
+        return {
+          stateMachines: [
+            {
+              stateMachineArn: STATE_MACHINE_ARN,
+              name: STATE_MACHINE_NAME,
+              type: 'STANDARD',
+              creationDate: runtime.stateMachine.createdAt.getTime() / 1000,
+            },
+          ],
+        };
+      }
+      case 'DescribeStateMachine':
+        checkStateMachineArn(requiredString(input, 'stateMachineArn'));
+        return {
+          stateMachineArn: STATE_MACHINE_ARN,
+          name: STATE_MACHINE_NAME,
+          status: 'ACTIVE',
+          definition: definitionText(runtime),
+          roleArn: STATE_MACHINE_ROLE_ARN,
+          type: 'STANDARD',
+          creationDate: runtime.stateMachine.createdAt.getTime() / 1000,
+          loggingConfiguration: { level: 'OFF', includeExecutionData: false },
+          tracingConfiguration: { enabled: false },
+        };
+      case 'StartExecution':
+        return startExecution(runtime, input);
+      case 'DescribeExecution':
+        return describeExecution(executionOf(runtime, requiredString(input, 'executionArn')));
+      case 'ListExecutions':
+        return listExecutions(runtime, input);
+      case 'StopExecution':
+        return stopExecution(runtime, input);
+      default:
+        throw new AwsApiError(
+          'UnknownOperationException',
+          `${operation} is not served by the embedded runtime yet`,
+          400,
+        );
+    }
+  };
+}
