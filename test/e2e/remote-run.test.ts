@@ -10,8 +10,7 @@
  * deep-copies the backend, threads of earlier executions included, and fails), so each run
  * below has its own region. A missing moto is a skip with a message naming it, never a pass.
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
@@ -22,6 +21,7 @@ import {
   SFNClient,
 } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type MotoServer, motoInstalled, startMoto, warnIfMotoMissing } from '../support/moto.ts';
 
 const root = join(import.meta.dirname, '../..');
 const cli = join(root, 'cli/sluice.ts');
@@ -86,30 +86,11 @@ describe('sluice run --target: errors before any AWS call', () => {
   });
 });
 
-const motoInstalled = spawnSync('python3', ['-c', 'import moto.server']).status === 0;
-if (!motoInstalled) {
-  console.warn(
-    "SKIPPED: moto is not installed (pip install 'moto[server]'), so `sluice run --target localstack` was not run",
-  );
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
+warnIfMotoMissing('`sluice run --target localstack` was not run');
 
 describe.skipIf(!motoInstalled)('sluice run --scheduled --target localstack, against moto', () => {
-  let moto: ChildProcess | undefined;
+  let moto: MotoServer | undefined;
   let endpoint = '';
-  let output = '';
 
   const clients = (region: string) => {
     const config = { endpoint, region, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
@@ -143,32 +124,12 @@ describe.skipIf(!motoInstalled)('sluice run --scheduled --target localstack, aga
   }
 
   beforeAll(async () => {
-    const port = await freePort();
-    endpoint = `http://127.0.0.1:${port}`;
-    moto = spawn('python3', ['-m', 'moto.server', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    moto.stdout?.on('data', (d: Buffer) => (output += d));
-    moto.stderr?.on('data', (d: Buffer) => (output += d));
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (moto.exitCode !== null) throw new Error(`moto.server exited (${moto.exitCode}): ${output}`);
-      try {
-        // Without this, moto's executions never leave RUNNING.
-        const config = await fetch(`${endpoint}/moto-api/config`, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/json' },
-          body: JSON.stringify({ stepfunctions: { execute_state_machine: true } }),
-        });
-        if (config.ok) break;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`moto.server did not answer on ${endpoint} within 30 s: ${output}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    moto = await startMoto();
+    endpoint = moto.endpoint;
   }, 40_000);
 
   afterAll(() => {
-    moto?.kill();
+    moto?.stop();
   });
 
   it('starts one execution with the schedule input, waits for it and exits 0 for SUCCEEDED', async () => {

@@ -9,10 +9,10 @@
  *
  * A tool that is not installed is a skip with a message naming it, never a pass.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type MotoServer, motoInstalled, startMoto, warnIfMotoMissing } from '../support/moto.ts';
 import { type Resources, renderedDefinition, stateMachineOf, synthStack, writeTemplate } from './fixture.ts';
 
 const templates = {
@@ -79,55 +79,19 @@ describe.skipIf(!cfnLint)('cfn-lint', () => {
 
 // --- moto (LocalStack's ASL parser) ---------------------------------------------------------
 
-const motoInstalled = spawnSync('python3', ['-c', 'import moto.server']).status === 0;
-if (!motoInstalled) {
-  console.warn("SKIPPED: moto is not installed (pip install 'moto[server]'), so LocalStack's ASL parser did not run");
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
+warnIfMotoMissing("LocalStack's ASL parser did not run");
 
 describe.skipIf(!motoInstalled)("moto's Step Functions, which parses definitions with LocalStack's ASL grammar", () => {
-  let moto: ChildProcess | undefined;
+  let moto: MotoServer | undefined;
   let endpoint = '';
-  let output = '';
 
   beforeAll(async () => {
-    const port = await freePort();
-    endpoint = `http://127.0.0.1:${port}`;
-    moto = spawn('python3', ['-m', 'moto.server', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    moto.stdout?.on('data', (d: Buffer) => (output += d));
-    moto.stderr?.on('data', (d: Buffer) => (output += d));
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (moto.exitCode !== null) throw new Error(`moto.server exited (${moto.exitCode}): ${output}`);
-      try {
-        const config = await fetch(`${endpoint}/moto-api/config`, {
-          method: 'POST',
-          headers: { 'Content-Type': 'application/json' },
-          body: JSON.stringify({ stepfunctions: { execute_state_machine: true } }),
-        });
-        if (config.ok) break;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`moto.server did not answer on ${endpoint} within 30 s: ${output}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    moto = await startMoto();
+    endpoint = moto.endpoint;
   });
 
   afterAll(() => {
-    moto?.kill();
+    moto?.stop();
   });
 
   /** CreateStateMachine (JSON 1.0 protocol); moto does not check the signature, only reads the region. */

@@ -35,31 +35,32 @@ function definitionFailingWithoutCause() {
   return definition as unknown as ReturnType<typeof loadDefinition>;
 }
 
+/** Services with only a RecordFailure function (`recordFailure`) and SNS; any other call fails the test. */
+function failureServices(recordFailure: (payload: unknown) => Promise<unknown>) {
+  const published: string[] = [];
+  const noQuery = async (): Promise<never> => {
+    throw new Error('no query expected');
+  };
+  const services: LocalServices = {
+    invokeLambda: async (functionName, payload) => {
+      if (functionName.endsWith(`:${HANDLERS.recordFailure.localName}`)) return recordFailure(payload);
+      throw new Error(`unexpected call to ${functionName}`);
+    },
+    athena: { startQueryExecution: noQuery, getQueryExecution: noQuery, stopQueryExecution: async () => ({}) },
+    publish: async (message) => void published.push(String(message.Message)),
+    getObject: async () => '[]',
+    putObject: async () => {},
+  };
+  return { services, published };
+}
+
 describe('the failure path of the ASL', () => {
   it('records, notifies and fails with the original error when the caught error has no Cause', async () => {
     const recorded: unknown[] = [];
-    const published: string[] = [];
-    const services: LocalServices = {
-      invokeLambda: async (functionName, payload) => {
-        if (functionName.endsWith(`:${HANDLERS.recordFailure.localName}`)) {
-          recorded.push(payload);
-          return { error: { message: 'the plain message RecordFailure wrote' } };
-        }
-        throw new Error(`unexpected call to ${functionName}`);
-      },
-      athena: {
-        startQueryExecution: async () => {
-          throw new Error('no query expected');
-        },
-        getQueryExecution: async () => {
-          throw new Error('no query expected');
-        },
-        stopQueryExecution: async () => ({}),
-      },
-      publish: async (message) => void published.push(String(message.Message)),
-      getObject: async () => '[]',
-      putObject: async () => {},
-    };
+    const { services, published } = failureServices(async (payload) => {
+      recorded.push(payload);
+      return { error: { message: 'the plain message RecordFailure wrote' } };
+    });
 
     const outcome = await execute(
       definitionFailingWithoutCause(),
@@ -75,22 +76,9 @@ describe('the failure path of the ASL', () => {
   });
 
   it('still notifies, with the cause as caught, when RecordFailure itself fails', async () => {
-    const published: string[] = [];
-    const services: LocalServices = {
-      invokeLambda: async () => {
-        throw new Error('the working bucket is unreachable');
-      },
-      athena: {
-        startQueryExecution: async () => ({ QueryExecutionId: 'unused' }),
-        getQueryExecution: async () => {
-          throw new Error('no query expected');
-        },
-        stopQueryExecution: async () => ({}),
-      },
-      publish: async (message) => void published.push(String(message.Message)),
-      getObject: async () => '[]',
-      putObject: async () => {},
-    };
+    const { services, published } = failureServices(async () => {
+      throw new Error('the working bucket is unreachable');
+    });
 
     const outcome = await execute(
       definitionFailingWithoutCause(),
