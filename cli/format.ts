@@ -91,7 +91,6 @@ export function printRunDetail(run: RunDetail): void {
 }
 
 /** Cuts a cell to `width` at a word boundary, with an ellipsis. */
-export const cutCell = (value: string, width: number): string => cutAtWord(value, width);
 
 export function printTable(rows: Record<string, unknown>[]): void {
   const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
@@ -102,7 +101,7 @@ export function printTable(rows: Record<string, unknown>[]): void {
     values
       .map((v, i) => {
         const width = widths[i] ?? 0;
-        return cutCell(v, width).padEnd(width);
+        return cutAtWord(v, width).padEnd(width);
       })
       .join('  ')
       .trimEnd();

@@ -87,7 +87,7 @@ function wireExecution(execution: QueryExecution): Record<string, unknown> {
 }
 
 /** The Athena operations of the embedded runtime, for `awsJsonApis` under the prefix `AmazonAthena`. */
-export function athenaApi(runtime: Pick<LocalRuntime, 'athena' | 'warehouse'>): AwsJsonHandler {
+export function athenaApi(runtime: Pick<LocalRuntime, 'athena'>): AwsJsonHandler {
   const { athena } = runtime;
   const queryId = (input: Record<string, unknown>) => {
     const id = optionalString(input, 'QueryExecutionId');

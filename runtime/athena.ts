@@ -172,7 +172,7 @@ const DDL = /^(CREATE|ALTER|DROP|MSCK|COMMENT)\b/i;
 const UTILITY = /^(SHOW|DESCRIBE|EXPLAIN|USE)\b/i;
 
 /** Athena's StatementType of a statement (comments and parentheses at the start are skipped). */
-export function statementType(sql: string): StatementType {
+function statementType(sql: string): StatementType {
   const start = sql.replace(/^(\s+|--[^\n]*\n?|\/\*[\s\S]*?\*\/|\()+/, '');
   if (DDL.test(start)) return 'DDL';
   if (UTILITY.test(start)) return 'UTILITY';

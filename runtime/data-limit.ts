@@ -41,7 +41,7 @@ export class DataLimitExceededError extends Error {
 }
 
 /** The size Step Functions counts: the JSON text, UTF-8 encoded. */
-export const payloadBytes = (value: Json): number => Buffer.byteLength(JSON.stringify(value) ?? 'null', 'utf8');
+const payloadBytes = (value: Json): number => Buffer.byteLength(JSON.stringify(value) ?? 'null', 'utf8');
 
 /** The error for `value` if it is over the limit, else undefined. `what` names the payload, e.g. `state "Plan": its output`. */
 export function dataLimitError(value: Json, what: string): DataLimitExceededError | undefined {

@@ -42,7 +42,7 @@ export interface Embedded {
 export const timestamped = (line: string) => console.log(`${new Date().toISOString().slice(11, 23)} ${line}`);
 
 /** An object key for a log line: quoted and escaped (keys may hold control characters), at most about 200 characters. */
-export function quotedKey(key: string): string {
+function quotedKey(key: string): string {
   const shown = key.length > 200 ? `${key.slice(0, 200)}…` : key;
   return JSON.stringify(shown).replace(
     /[\u007f-\u009f\u2028\u2029]/g,
@@ -51,7 +51,7 @@ export function quotedKey(key: string): string {
 }
 
 /** The log line for an object of the input bucket that no pipeline takes, with what the pipelines take. */
-export function ignoredObject(key: string, pipelines: readonly Pipeline[]): string {
+function ignoredObject(key: string, pipelines: readonly Pipeline[]): string {
   const wanted = pipelines
     .map((p) => `${p.name}: keys starting with "${p.input.prefix}" and ending in ${p.input.suffixes.join(' or ')}`)
     .join('; ');

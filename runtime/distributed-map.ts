@@ -25,8 +25,10 @@
  * Already supported by the library, checked in its source (so not transformed): Fail's
  * ErrorPath/CausePath, Retry's MaxDelaySeconds and JitterStrategy FULL.
  */
+
 import { randomUUID } from 'node:crypto';
 import { ExecutionError, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import { causeLine } from '../functions/run/failure-message.ts';
 import {
   DataLimitExceededError,
   dataLimitError,
@@ -45,7 +47,7 @@ export const DISTRIBUTED_MAP_RESOURCE = 'arn:sluice:local:::distributedMap';
 /** The resource of the Task states that stand in for inline Maps (never sent anywhere). */
 export const INLINE_MAP_RESOURCE = 'arn:sluice:local:::inlineMap';
 /** An inline Map without MaxConcurrency runs up to 40 iterations at a time (AWS: "up to 40"; the library's default too). */
-export const INLINE_MAX_CONCURRENCY = 40;
+const INLINE_MAX_CONCURRENCY = 40;
 /** Longest a Task may run locally without its own TimeoutSeconds (24 days: Node's timer limit). */
 export const DEFAULT_TASK_TIMEOUT_SECONDS = 2_000_000;
 /** EXPRESS child executions run at most 5 minutes on AWS; so they do here. */
@@ -240,7 +242,7 @@ export function inlineMapHandler(name: string, state: StateDefinition, deps: Inl
 }
 
 /** The only ResultWriter the embedded runtime writes (and the only one LocalStack and AWS share). */
-export const RESULT_WRITER_RESOURCE = 'arn:aws:states:::s3:putObject';
+const RESULT_WRITER_RESOURCE = 'arn:aws:states:::s3:putObject';
 
 interface ResultWriter {
   readonly Resource?: string;
@@ -417,7 +419,7 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
           controller,
           onEvent: (event: ExecutionEvent) => {
             // Retries inside the children (the Map Run's console on AWS).
-            if (event.type === 'StateFailed') lastError = `${event.Error}: ${firstLine(event.Cause)}`;
+            if (event.type === 'StateFailed') lastError = `${event.Error}: ${causeLine(event.Cause)}`;
             if (event.type === 'StateRetried') {
               deps.log(`${name}[${index}] ${event.state?.name} retry ${event.retry?.attempt} after ${lastError}`);
             }
@@ -432,7 +434,7 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
         records[index] = { ...childRecord(), status: 'FAILED', error: failure.error, cause: failure.cause };
         failed++;
         firstFailure ??= failure;
-        deps.log(`${name}[${index}] failed: ${failure.error}: ${firstLine(failure.cause)}`);
+        deps.log(`${name}[${index}] failed: ${failure.error}: ${causeLine(failure.cause)}`);
         if (exceedsTolerance()) exceeded = true;
       } finally {
         running.delete(controller);
@@ -485,7 +487,7 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
 }
 
 /** The error the ResultWriter fails with when it cannot write (the name AWS uses). */
-export class ResultWriterFailedError extends Error {
+class ResultWriterFailedError extends Error {
   override name = 'States.ResultWriterFailed';
 }
 
@@ -612,17 +614,4 @@ async function readItems(
     });
   }
   return items;
-}
-
-const firstLine = (text: unknown) => readableCause(text).split('\n', 1)[0]?.slice(0, 300) ?? '';
-
-/** Lambda errors carry a JSON cause `{"errorType","errorMessage","trace"}`: the message is what a person reads. */
-export function readableCause(cause: unknown): string {
-  const text = String(cause ?? '');
-  try {
-    const parsed = JSON.parse(text) as { errorMessage?: unknown };
-    return typeof parsed.errorMessage === 'string' ? parsed.errorMessage : text;
-  } catch {
-    return text;
-  }
 }

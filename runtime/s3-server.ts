@@ -196,7 +196,7 @@ function listV2Response(ctx: S3rverContext, request: RequestScope): void {
 const unquote = (etag: string) => etag.trim().replace(/^W\//, '').replaceAll('"', '');
 
 /** Whether an If-Match header (`"etag"`, a list of them, or `*`) holds for an object with this ETag. */
-export function ifMatchHolds(header: string, etag: string): boolean {
+function ifMatchHolds(header: string, etag: string): boolean {
   return header.split(',').some((value) => value.trim() === '*' || unquote(value) === unquote(etag));
 }
 

@@ -30,7 +30,7 @@ export const SFN_ACCOUNT = '000000000000';
 export const STATE_MACHINE_NAME = 'sluice-pipeline';
 export const STATE_MACHINE_ARN = `arn:aws:states:${SFN_REGION}:${SFN_ACCOUNT}:stateMachine:${STATE_MACHINE_NAME}`;
 /** The role the state machine runs as (`$$.Execution.RoleArn` locally). */
-export const STATE_MACHINE_ROLE_ARN = `arn:aws:iam::${SFN_ACCOUNT}:role/sluice-local`;
+const STATE_MACHINE_ROLE_ARN = `arn:aws:iam::${SFN_ACCOUNT}:role/sluice-local`;
 
 export const executionArn = (name: string) =>
   `arn:aws:states:${SFN_REGION}:${SFN_ACCOUNT}:execution:${STATE_MACHINE_NAME}:${name}`;

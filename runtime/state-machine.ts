@@ -22,7 +22,7 @@ import {
 } from 'aws-local-stepfunctions';
 import { HANDLERS, PLACEHOLDERS } from '../functions/catalog.ts';
 import type { FailureDetails } from '../functions/contracts.ts';
-import { readableCause as plainCause, plainFailure } from '../functions/run/failure-message.ts';
+import { causeLine, readableCause as plainCause, plainFailure } from '../functions/run/failure-message.ts';
 import type { AthenaApi } from './athena.ts';
 import { DataLimitExceededError, type ExecutionEvent, runWithLimits } from './data-limit.ts';
 import {
@@ -59,7 +59,7 @@ export const LOCAL_PLACEHOLDERS: Readonly<Record<string, string>> = {
 };
 
 /** Local function name → handler entry file (under `functions/handlers/`), from the catalog. */
-export const LOCAL_FUNCTIONS: Readonly<Record<string, string>> = Object.fromEntries(
+const LOCAL_FUNCTIONS: Readonly<Record<string, string>> = Object.fromEntries(
   Object.values(HANDLERS).map((h) => [h.localName, h.entry]),
 );
 
@@ -69,7 +69,7 @@ export const LOCAL_FUNCTIONS: Readonly<Record<string, string>> = Object.fromEntr
  * query polling loop waits 2 s between GetQueryExecution calls on AWS; the local warehouse
  * answers in milliseconds.
  */
-export const LOCAL_WAIT_TIME_OVERRIDES: Readonly<Record<string, number>> = { WaitForQuery: 25 };
+const LOCAL_WAIT_TIME_OVERRIDES: Readonly<Record<string, number>> = { WaitForQuery: 25 };
 
 /** Reads an ASL file and substitutes its `${Name}` placeholders; an unknown placeholder is an error. */
 export function loadDefinition(
@@ -343,7 +343,7 @@ export async function execute(
     );
   }
 
-  const steps = new Map<string, { status: StepRecord['status']; entered: number; ms: number; times: number }>();
+  const steps = new Map<string, StepState>();
   const logger = eventLogger(log, steps);
   for (const [name, map] of inlineMaps) {
     const processor = (map.ItemProcessor ?? map.Iterator) as { States: Record<string, StateDefinition> };
@@ -405,8 +405,6 @@ export async function execute(
   }
 }
 
-const oneLine = (text: unknown) => readableCause(text).split('\n', 1)[0]?.slice(0, 300) ?? '';
-
 type StepState = { status: StepRecord['status']; entered: number; ms: number; times: number };
 
 /** Turns the execution's events into log lines, and keeps the top-level states' outcomes in `steps`. */
@@ -447,7 +445,7 @@ function eventLogger(log: (line: string) => void, steps: Map<string, StepState>)
         }
         break;
       case 'StateFailed': {
-        failures.set(where, `${event.Error}: ${oneLine(event.Cause)}`);
+        failures.set(where, `${event.Error}: ${causeLine(event.Cause)}`);
         const step = steps.get(where);
         if (step && event.index === undefined) {
           step.status = 'FAILED';
@@ -468,7 +466,7 @@ function eventLogger(log: (line: string) => void, steps: Map<string, StepState>)
         break;
       }
       case 'ExecutionFailed':
-        log(`✗ execution failed: ${event.Error}: ${oneLine(event.Cause)}`);
+        log(`✗ execution failed: ${event.Error}: ${causeLine(event.Cause)}`);
         break;
       case 'ExecutionSucceeded':
         log('✓ execution succeeded');

@@ -132,7 +132,7 @@ export class LocalWarehouse {
       if (translated.kind === 'add-columns') {
         // ALTER TABLE ... ADD COLUMNS on a staging (external) table changes its registered columns;
         // on an Iceberg (DuckDB) table it runs as DuckDB's ADD COLUMN IF NOT EXISTS.
-        const external = (await externalTables(connection)).find((t) => t.name === translated.name);
+        const external = (await externalTables(connection, readOnly)).find((t) => t.name === translated.name);
         if (external) {
           await registerExternalTable(connection, { ...withAddedColumns(external, translated), ifNotExists: false });
           return read(undefined);
@@ -140,7 +140,7 @@ export class LocalWarehouse {
       }
       const scratch = await mkdtemp(join(this.options.tmpDir, 'external-'));
       try {
-        for (const table of await externalTables(connection)) {
+        for (const table of await externalTables(connection, readOnly)) {
           if (referencesTable(translated.sql, table.name)) {
             await this.attachExternalTable(connection, table, translated.sql, join(scratch, table.name));
           }
@@ -266,12 +266,14 @@ async function registerExternalTable(connection: DuckDBConnection, table: Extern
   );
 }
 
-async function externalTables(connection: DuckDBConnection): Promise<ExternalTable[]> {
-  // A read-only warehouse that no run has set up yet has no registry.
-  const exists = await connection.runAndReadAll(
-    `SELECT 1 FROM duckdb_tables() WHERE table_name = ${quoteLiteral(REGISTRY)} AND NOT temporary`,
-  );
-  if (exists.getRows().length === 0) return [];
+/** `readOnly`: the registry may not exist (no run has set up this warehouse yet); otherwise `run` has just created it. */
+async function externalTables(connection: DuckDBConnection, readOnly: boolean): Promise<ExternalTable[]> {
+  if (readOnly) {
+    const exists = await connection.runAndReadAll(
+      `SELECT 1 FROM duckdb_tables() WHERE table_name = ${quoteLiteral(REGISTRY)} AND NOT temporary`,
+    );
+    if (exists.getRows().length === 0) return [];
+  }
   const reader = await connection.runAndReadAll(`SELECT name, location, columns, partitions FROM ${REGISTRY}`);
   return reader.getRowObjectsJson().map((row) => ({
     kind: 'external-table',

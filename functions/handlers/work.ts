@@ -33,7 +33,7 @@ export async function handler(chunk: Chunk, context?: { readonly awsRequestId?: 
 }
 
 /** Writes the chunk's error for RecordFailure. Best effort: the chunk's own error is what the state machine must see. */
-export async function recordChunkFailure(
+async function recordChunkFailure(
   objects: ObjectStore,
   bucket: string,
   chunk: Chunk,

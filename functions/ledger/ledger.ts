@@ -41,7 +41,7 @@ const prefixOf = (kind: LedgerKind, pipeline: string) =>
 export const keyHash = (key: string): string => createHash('sha256').update(key, 'utf8').digest('hex');
 
 /** The marker of one version of one key. */
-export function markerKey(kind: LedgerKind, pipeline: string, key: string, version: string): string {
+function markerKey(kind: LedgerKind, pipeline: string, key: string, version: string): string {
   return `${prefixOf(kind, pipeline)}${keyHash(key)}/${encodeURIComponent(version)}`;
 }
 
@@ -64,11 +64,7 @@ export class LedgerIndex {
     return true;
   }
 
-  has(key: string, version: string): boolean {
-    return this.hasHash(keyHash(key), version);
-  }
-
-  /** As {@link has}, given the key's hash (see {@link keyHash}). */
+  /** Whether the version of the key whose hash this is (see {@link keyHash}) has a marker. */
   hasHash(hash: string, version: string): boolean {
     return this.names.has(markerName(hash, version));
   }
@@ -80,10 +76,6 @@ export class LedgerIndex {
       if (hashes.has(name.slice(0, 64)) && !keep?.has(name)) out.push(`${this.prefix}${name}`);
     }
     return out;
-  }
-
-  get size(): number {
-    return this.names.size;
   }
 }
 

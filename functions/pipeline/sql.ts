@@ -59,8 +59,7 @@ export function ddlType(c: Column): string {
   return c.type;
 }
 /** `name type, ...` for DDL. */
-export const ddlColumnList = (columns: readonly Column[]) =>
-  columns.map((c) => `${qd(c.name)} ${ddlType(c)}`).join(', ');
+const ddlColumnList = (columns: readonly Column[]) => columns.map((c) => `${qd(c.name)} ${ddlType(c)}`).join(', ');
 const names = (columns: readonly Column[]) => columns.map((c) => q(c.name)).join(', ');
 const prefixed = (alias: string, columns: readonly Column[]) => columns.map((c) => `${alias}.${q(c.name)}`).join(', ');
 
@@ -75,10 +74,10 @@ export const tableNames = (p: Pipeline) => ({
 export const loadedColumns = (p: Pipeline): readonly Column[] => [...p.table.columns, ...LINEAGE_COLUMNS];
 
 /** Columns of the rejects staging files (the run id is their partition). */
-export const rejectsStagingColumns = (): readonly Column[] => REJECT_COLUMNS.filter((c) => c.name !== 'run_id');
+const rejectsStagingColumns = (): readonly Column[] => REJECT_COLUMNS.filter((c) => c.name !== 'run_id');
 
 /** Where each table keeps its files. */
-export const tableLocations = (p: Pipeline, at: Locations) => {
+const tableLocations = (p: Pipeline, at: Locations) => {
   const t = tableNames(p);
   const warehouse = (table: string) => `s3://${at.warehouseBucket}/${table}/`;
   return {

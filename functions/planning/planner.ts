@@ -15,7 +15,7 @@ import { setupHash } from '../pipeline/sql.ts';
 import { mapLimit, S3_PARALLELISM } from '../storage/concurrency.ts';
 import { assertRunId, layout } from '../storage/layout.ts';
 import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
-import { checkMagic, compressionOf } from '../worker/compression.ts';
+import { checkMagic, compressionOf, invalidCompressed } from '../worker/compression.ts';
 import { checkHeader } from '../worker/header.ts';
 
 export interface PlannerDeps {
@@ -142,7 +142,7 @@ async function inflatePrefix(
       const head = Buffer.concat(out);
       const truncated = !whole && /unexpected end of file/i.test(error?.message ?? '');
       if (error && !head.includes(0x0a) && !truncated) {
-        reject(new InputError(`${where} is not a valid ${compression} file: ${error.message}`, { cause: error }));
+        reject(invalidCompressed(where, compression, error));
       } else {
         resolve(head);
       }

@@ -105,6 +105,12 @@ export function readableCause(cause: string | null | undefined): string {
   return plainText(inner ? `${text.slice(0, at)}${inner.errorMessage}` : text);
 }
 
+/** A cause of any JSON shape (Step Functions' event logs carry objects too) as one plain line for a log. */
+export function causeLine(cause: unknown): string {
+  const text = typeof cause === 'string' ? cause : cause === null || cause === undefined ? '' : JSON.stringify(cause);
+  return readableCause(text).slice(0, 300);
+}
+
 const TOLERATED = 'States.ExceedToleratedFailureThreshold';
 
 /** Ends a message with a full stop (messages often start with a key, so the first letter is left as it is). */
@@ -155,12 +161,12 @@ export function plainFailure(error: string | null | undefined, cause: string | n
 }
 
 /** The error type behind a state machine error: a Lambda error's `errorType`, else the error itself. */
-export function errorTypeOf(error: string | null | undefined, cause: string | null | undefined): string {
+function errorTypeOf(error: string | null | undefined, cause: string | null | undefined): string {
   return parseLambdaCause(cause ?? undefined)?.errorType ?? (error || 'Unknown');
 }
 
 /** `key (bytes a–b)` for the first part, and how many other files. */
-export function describeParts(parts: readonly FailedPart[]): string {
+function describeParts(parts: readonly FailedPart[]): string {
   const [first] = parts;
   if (!first) return 'an empty chunk';
   const keys = new Set(parts.map((p) => p.key));
@@ -169,7 +175,7 @@ export function describeParts(parts: readonly FailedPart[]): string {
 }
 
 /** A chunk's error as a user reads it: its message, with the file and bytes when the message names no file. */
-export function chunkFailureMessage(failure: ChunkFailure): string {
+function chunkFailureMessage(failure: ChunkFailure): string {
   const named = failure.parts.some((p) => failure.message.includes(p.key));
   return plainText(
     named ? sentence(failure.message) : `In ${describeParts(failure.parts)}: ${sentence(failure.message)}`,
@@ -180,7 +186,7 @@ export function chunkFailureMessage(failure: ChunkFailure): string {
 const MAX_DETAIL_CHUNKS = 10;
 const MAX_DETAIL_PARTS = 5;
 
-export interface CaughtFailure {
+interface CaughtFailure {
   readonly error?: string;
   readonly cause?: string;
 }

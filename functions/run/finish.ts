@@ -48,7 +48,8 @@ export async function finish(run: FinishedRun, deps: FinishDeps): Promise<Finish
   };
   await Promise.all([
     store.putJson(config.workingBucket, layout.setupMarker(p.name, run.setupHash), { runId: run.runId }),
-    recordAppliedTables(store, config.workingBucket, p),
+    // Only a run whose setup ran changed the tables (Plan sends no setup when the shapes are recorded already).
+    ...(run.setup.length > 0 ? [recordAppliedTables(store, config.workingBucket, p)] : []),
     store.putJson(config.workingBucket, layout.runRecord(p.name, run.runId), record),
     // Staging is only needed until the MERGE has committed; rejects stay in the run's folder.
     store.deletePrefix(config.workingBucket, layout.stagingRun(p.name, run.runId)),

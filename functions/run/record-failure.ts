@@ -41,11 +41,6 @@ export interface FailureDeps {
   readonly now: () => Date;
 }
 
-/** Lambda errors arrive as a JSON cause `{"errorType","errorMessage",...}`; keep the message, plain and bounded. */
-export function describeCause(cause: string | undefined): string {
-  return readableCause(cause);
-}
-
 /** At most this many chunk errors are read: the message names the first, the details keep a few. */
 const MAX_CHUNK_ERRORS_READ = 20;
 
@@ -99,7 +94,7 @@ export async function recordFailure(event: FailureEvent, deps: FailureDeps): Pro
     status: 'FAILED',
     startedAt: event.startedAt,
     stoppedAt: deps.now().toISOString(),
-    error: { error: caught.Error ?? 'Unknown', cause: describeCause(caught.Cause), message, details },
+    error: { error: caught.Error ?? 'Unknown', cause: readableCause(caught.Cause), message, details },
   };
   await deps.store.putJson(deps.config.workingBucket, layout.runRecord(pipeline, runId), record);
   const { inputKeys: _keys, ...output } = record;

@@ -77,14 +77,19 @@ export async function* decompress(
     }
   } catch (error) {
     if (error instanceof InputError) throw error;
-    // zlib's message says what is wrong (e.g. "unexpected end of file"), never the data; bounded all the same.
-    throw new InputError(
-      `${where} is not a valid ${compression} file (${plainText((error as Error).message, 200)}): it may have been cut ` +
-        'short or corrupted; check it (gzip -t / zstd -t) and upload it again',
-      { cause: error },
-    );
+    throw invalidCompressed(where, compression, error);
   } finally {
     codec.destroy();
     await flowing;
   }
+}
+
+/** A compressed object that does not decompress: the planner's probe and the worker say the same. */
+export function invalidCompressed(where: string, compression: Compression, error: unknown): InputError {
+  // zlib's message says what is wrong (e.g. "unexpected end of file"), never the data; bounded all the same.
+  return new InputError(
+    `${where} is not a valid ${compression} file (${plainText((error as Error).message, 200)}): it may have been cut ` +
+      'short or corrupted; check it (gzip -t / zstd -t) and upload it again',
+    { cause: error },
+  );
 }

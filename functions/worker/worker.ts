@@ -277,13 +277,15 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
       const where = `s3://${config.inputBucket}/${part.key}`;
       // Physical lines so far: a record's line is the line it starts on, and it adds every line it spans.
       let lines = 0;
+      // The first bytes of a rejected long line or unclosed record: enough for raw_line's characters.
+      const keepBytes = Math.min(4 * pipeline.rejects.maxRawLineChars + 4, 64 * 1024);
       const splitter = new LineSplitter({
         readFrom: part.start > 0 ? part.start - 1 : 0,
         start: part.start,
         end: part.compression === 'none' ? part.end : Number.POSITIVE_INFINITY,
         maxLineBytes,
         where,
-        keepBytes: Math.min(4 * pipeline.rejects.maxRawLineChars + 4, 64 * 1024),
+        keepBytes,
         ...(records ? { quote: pipeline.input.quote, escape: pipeline.input.escape } : {}),
         onLong: (offset, length, head, shape) => {
           const line = lines + 1;
@@ -328,7 +330,7 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
           spool.rowsRead++;
           if (shape.unclosed) {
             // DuckDB's reader would read past it: rejected here, with the line the quote opened on.
-            const head = line.subarray(0, Math.min(line.length, 4 * pipeline.rejects.maxRawLineChars + 4));
+            const head = line.subarray(0, Math.min(line.length, keepBytes));
             spool.early.push({
               part: index,
               offset,
@@ -585,7 +587,7 @@ const LONE_CR =
  * on their own: a quote left open (the reader would merge the next lines into it) or a
  * lone carriage return (the reader would split the line, or stop).
  */
-export function scanSpool(
+function scanSpool(
   bytes: Buffer,
   delimiter: string,
   quote: string,

@@ -52,7 +52,7 @@ beforeAll(async () => {
     },
     defaultWorkGroup: LOCAL_ATHENA_WORKGROUP,
   });
-  api = athenaApi({ athena, warehouse });
+  api = athenaApi({ athena });
   client = new AthenaClient({
     endpoint: server.endpoint,
     region: 'us-east-1',

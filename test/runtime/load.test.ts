@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HANDLERS } from '../../functions/catalog.ts';
 import type { Statement } from '../../functions/contracts.ts';
-import { LocalAthena, type StartQueryExecutionInput } from '../../runtime/athena.ts';
+import { athenaResults, LocalAthena, type StartQueryExecutionInput } from '../../runtime/athena.ts';
 import { execute, type LocalServices, loadDefinition } from '../../runtime/state-machine.ts';
 import { LocalWarehouse } from '../../runtime/warehouse.ts';
 import { startTestS3, type TestS3 } from './helpers.ts';
@@ -62,7 +62,7 @@ TBLPROPERTIES ('table_type'='ICEBERG')`;
 describe('the Load loop of the ASL, against the local Athena', () => {
   it('runs the statements in order through start / wait / get, with the WaitForQuery wait shortened', async () => {
     const warehouse = newWarehouse();
-    const athena = new LocalAthena({ run: (sql) => warehouse.execute(sql) });
+    const athena = new LocalAthena({ query: (sql) => warehouse.read(sql, athenaResults) });
     const statements: Statement[] = [
       { step: 'setup', sql: TABLE },
       { step: 'load', sql: "INSERT INTO events VALUES (1, 'a'), (2, 'b')" },
@@ -96,7 +96,7 @@ describe('the Load loop of the ASL, against the local Athena', () => {
 
   it("fails the execution with Sluice.QueryFailed and the engine's message for a broken statement, after recording it", async () => {
     const warehouse = newWarehouse();
-    const athena = new LocalAthena({ run: (sql) => warehouse.execute(sql) });
+    const athena = new LocalAthena({ query: (sql) => warehouse.read(sql, athenaResults) });
     const statements: Statement[] = [
       { step: 'setup', sql: TABLE },
       { step: 'load', sql: 'INSERT INTO no_such_table VALUES (1)' },
@@ -127,7 +127,7 @@ describe('the Load loop of the ASL, against the local Athena', () => {
     const warehouse = newWarehouse();
     let conflicts = 0;
     const athena = new LocalAthena({
-      run: async (sql) => {
+      query: async (sql) => {
         if (sql.startsWith('INSERT') && conflicts === 0) {
           conflicts++;
           throw new Error(
@@ -135,7 +135,7 @@ describe('the Load loop of the ASL, against the local Athena', () => {
               'Requirement failed: branch main has changed',
           );
         }
-        await warehouse.execute(sql);
+        return warehouse.read(sql, athenaResults);
       },
     });
     const statements: Statement[] = [
