@@ -1,36 +1,41 @@
 #!/usr/bin/env node
 /**
- * The Sluice CLI for the embedded runtime: `sluice dev | run | runs | query`. Every command
- * works whether `sluice dev` is running or not, on the same data (`--dir`, default `.sluice`).
- * `sluice run --scheduled --target localstack|aws` starts the scheduled run on a deployed stack
- * instead (cli/remote.ts): LocalStack stores schedules but never fires them.
+ * The Sluice CLI. `sluice dev` starts the embedded runtime; every other command works on a target,
+ * `--target local|localstack|aws` (default local), through the S3, Step Functions and Athena APIs
+ * only (cli/client.ts), so its output is the same on each:
+ * - local: the endpoint of the `sluice dev` running for `--dir` (default .sluice), else an embedded
+ *   runtime started in this process for the command;
+ * - localstack / aws: the stack's outputs (`--stack`, default Sluice) name the buckets, the state
+ *   machine, the workgroup and the database (cli/target.ts).
+ * Exit codes: 0 success; 1 a run that did not succeed, a failed query, or an error the message
+ * explains; 2 a command line that is not understood.
  */
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { SluiceError } from '../functions/errors.ts';
-import { getPipeline, loadPipelines } from '../functions/pipeline/definition.ts';
-import { type DevInfo, findDev, startDev, startEmbedded, timestamped } from '../runtime/dev.ts';
+import { getPipeline, loadPipelines, type Pipeline } from '../functions/pipeline/definition.ts';
+import { redriveExecutionName, redriveInput } from '../functions/run/redrive.ts';
+import { startDev } from '../runtime/dev.ts';
 import { localFiles } from '../runtime/environment.ts';
-import { type ExecutionRecord, ExecutionStore, toRunDetail, toRunRow } from '../runtime/executions.ts';
-import { createLocalRuntime } from '../runtime/local-runtime.ts';
-import { localS3Client } from '../runtime/s3-client.ts';
-import { LOCAL_BUCKETS, startS3Server } from '../runtime/s3-server.ts';
+import { newExecutionName, toRunDetail, toRunRow } from '../runtime/executions.ts';
+import { LOCAL_BUCKETS } from '../runtime/s3-server.ts';
 import { uploadFile } from '../runtime/upload.ts';
-import { LocalWarehouse, WarehouseQueryError, WarehouseReadOnlyError } from '../runtime/warehouse.ts';
-import { duration, printRunDetail, printSummary, printTable } from './format.ts';
 import {
-  DEFAULT_STACK,
-  isTarget,
-  LOCALSTACK_ENDPOINT,
-  printRemoteResult,
-  RemoteRunError,
-  runScheduledRemote,
-  STATE_MACHINE_OUTPUT,
-  TARGETS,
-  targetConfig,
-} from './remote.ts';
+  executionArnOf,
+  findExecutionForKey,
+  isReadOnlyStatement,
+  listExecutions,
+  QueryFailedError,
+  readExecution,
+  runQuery,
+  startExecution,
+  waitForExecution,
+} from './client.ts';
+import { duration, printRunDetail, printSummary, printTable } from './format.ts';
+import { DEFAULT_STACK, isTarget, LOCALSTACK_ENDPOINT, RemoteRunError, TARGETS } from './remote.ts';
+import { openTarget, type TargetSession } from './target.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -39,90 +44,170 @@ class CliError extends Error {
   override name = 'CliError';
 }
 
+/** A command line that is not understood (exit code 2). */
+class UsageError extends CliError {
+  override name = 'UsageError';
+}
+
+const TARGET_HELP = `--target     where: ${TARGETS.join(', ')} (default local).
+  local        the embedded runtime: the "sluice dev" running for --dir, else one started in this process.
+  localstack   a stack deployed on LocalStack (npm run localstack:deploy): endpoint AWS_ENDPOINT_URL, else
+               ${LOCALSTACK_ENDPOINT}; region AWS_REGION, else us-east-1; credentials test/test unless
+               AWS_ACCESS_KEY_ID or AWS_PROFILE is set. Its EventBridge Scheduler never fires schedules.
+  aws          a stack deployed on AWS, with the AWS SDK's usual configuration (AWS_PROFILE, AWS_REGION,
+               ~/.aws/config, SSO, instance role).
+--stack      the deployed stack's name (default ${DEFAULT_STACK}); only with --target localstack|aws. Its outputs
+             name the buckets, the state machine, the Athena workgroup and the Glue database.
+--dir        the local runtime's folder (default .sluice); only with --target local.`;
+
 const HELP: Record<string, string> = {
-  main: `sluice: run Sluice pipelines locally (embedded S3, state machine, handlers and DuckDB warehouse),
-or start a scheduled run on a deployed stack (LocalStack or AWS)
+  main: `sluice: run Sluice pipelines: on the embedded runtime (S3, Step Functions and Athena APIs on
+127.0.0.1, the real state machine and handlers, DuckDB as the warehouse), on LocalStack or on AWS
 
 Usage: sluice <command> [options]
 
 Commands:
-  dev                       Start the local stack: S3 on 127.0.0.1, object triggers, schedules
-  run <pipeline> --file F   Upload F to the pipeline's input prefix and wait for its run
-  run <pipeline> --scheduled
-                            Start the pipeline's scheduled run now
-  run <pipeline> --scheduled --target localstack|aws [--stack Sluice]
-                            Start it on a deployed stack and wait for it
-  runs [<run>]              List runs, newest first, or show one run
-  query "<SQL>" [--write]   Query the local warehouse (read-only unless --write)
+  dev                          Start the local stack: S3, Step Functions and Athena APIs on 127.0.0.1,
+                               object triggers, schedules
+  run <pipeline> --file F      Upload F to the pipeline's input prefix and wait for its run
+  run <pipeline> --scheduled   Start the pipeline's scheduled run now and wait for it
+  runs [<run>]                 List runs, newest first, or show one run
+  status [<pipeline>]          Each pipeline's schedule, runs in progress, last run and last success
+  query "<SQL>" [--write]      Query the tables through Athena (read-only unless --write)
+  redrive <run>                Continue a failed run: load what it did not, nothing twice
+  backfill <pipeline> --from <day> --to <day> [--reload]
+                               Re-derive (or reload) a window of days
 
-Every command takes --dir <folder> (default .sluice) and works with or without "sluice dev" running.
-Set SLUICE_CHUNK_SIZE (e.g. 1MB) to split small files into several chunks.
+Every command but dev takes --target local|localstack|aws (default local) and, for a deployed
+stack, --stack <name>; run, runs, status, query, redrive and backfill print the same on each.
+The local target works with or without "sluice dev" running, on the same data (--dir, default .sluice).
+Set SLUICE_CHUNK_SIZE (e.g. 1MB) to split small files into several chunks locally.
+Exit codes: 0 success, 1 a run that did not succeed or an error, 2 a command line not understood.
 Run "sluice <command> --help" for a command's options.`,
   dev: `Usage: sluice dev [--port 4577] [--dir .sluice]
 
 Starts the embedded stack and runs until Ctrl-C:
-  - an S3 API on http://127.0.0.1:<port> (buckets ${Object.values(LOCAL_BUCKETS).join(', ')}), data in <dir>/s3;
+  - an S3 API on http://127.0.0.1:<port> (buckets ${Object.values(LOCAL_BUCKETS).join(', ')}), and on the same
+    port the Step Functions API (state machine sluice-pipeline) and the Athena API (workgroup and
+    database sluice), as the AWS SDKs and the AWS CLI call them;
   - every object created under a pipeline's input prefix starts a run (like the EventBridge rule);
   - pipelines with a schedule run at their cron times, in their time zone.
 Upload with any S3 client, e.g.
   aws s3 cp logs.csv s3://sluice-input/access-logs/logs.csv --endpoint-url http://127.0.0.1:4577
 
 Options:
-  --port <n>     S3 port (default 4577; 0 picks a free one)
+  --port <n>     port (default 4577; 0 picks a free one)
   --dir <path>   runtime folder (default .sluice)`,
-  run: `Usage: sluice run <pipeline> --file <path> [--dir .sluice]
-       sluice run <pipeline> --scheduled [--dir .sluice]
-       sluice run <pipeline> --scheduled --target localstack|aws [--stack ${DEFAULT_STACK}]
+  run: `Usage: sluice run <pipeline> --file <path> [--target T] [--stack S] [--dir .sluice]
+       sluice run <pipeline> --scheduled [--target T] [--stack S] [--dir .sluice]
 
---file       uploads the file to s3://sluice-input/<pipeline's prefix><file name> and waits for
+--file       uploads the file to the input bucket under <pipeline's prefix><file name> and waits for
              the run the upload starts; the file name must end with one of the pipeline's suffixes.
---scheduled  starts the run the pipeline's schedule would start, now.
---target     where to run: ${TARGETS.join(', ')} (default local).
-  local        the embedded runtime: uses the S3 endpoint of a running "sluice dev", else starts
-               one in this process; prints the run's summary.
-  localstack   a stack deployed on LocalStack (npm run localstack:deploy), whose EventBridge
-               Scheduler never fires schedules: endpoint AWS_ENDPOINT_URL, else
-               ${LOCALSTACK_ENDPOINT}; region AWS_REGION, else us-east-1;
-               credentials test/test unless AWS_ACCESS_KEY_ID or AWS_PROFILE is set.
-  aws          a stack deployed on AWS, with the AWS SDK's usual configuration (AWS_PROFILE,
-               AWS_REGION, ~/.aws/config, SSO, instance role).
-             With localstack or aws, the state machine is the stack's ${STATE_MACHINE_OUTPUT} output; the run
-             gets the schedule's input {"pipeline":"<pipeline>","trigger":"schedule"}, and is checked
-             every 2 s until it ends; prints its execution ARN, status, and any error and cause.
-             --file is not built for these targets yet (issue 10 will add it).
---stack      the deployed stack's name (default ${DEFAULT_STACK}); only with --target localstack|aws.
-Exits 0 only if the run SUCCEEDED.`,
-  runs: `Usage: sluice runs [<run>] [--json] [--dir .sluice]
+--scheduled  starts the run the pipeline's schedule would start, now, with the schedule's input
+             {"pipeline":"<pipeline>","trigger":"schedule"}, and waits for it.
+${TARGET_HELP}
+Prints the run's summary. Exits 0 only if the run SUCCEEDED.`,
+  runs: `Usage: sluice runs [<run>] [--json] [--limit 100] [--target T] [--stack S] [--dir .sluice]
 
-Lists runs, newest first: status, trigger, chunks, rows read/loaded/rejected, and what went wrong.
+Lists runs, newest first: status, trigger, chunks, rows read/loaded/rejected, and what went wrong
+(Step Functions' executions, with the run records in the working bucket).
 With a run id, shows that run: its summary, input, steps, and a failure's message and details
 (error type, request id, the failed chunks with their files and byte ranges).
---json   print JSON (an array of runs, or the one run) instead of a table`,
-  query: `Usage: sluice query "<SQL>" [--json] [--write] [--dir .sluice]
+--json    print JSON (an array of runs, or the one run) instead of a table
+--limit   list at most this many runs (default 100)
+${TARGET_HELP}`,
+  status: `Usage: sluice status [<pipeline>] [--json] [--target T] [--stack S] [--dir .sluice]
 
-Runs SQL on the local warehouse (<dir>/warehouse.duckdb): the tables the runs loaded,
-e.g. sluice query "SELECT day, path, requests FROM daily_traffic ORDER BY day, path"
-The warehouse is opened read-only: a statement that changes it (INSERT, DELETE, CREATE,
-DROP, COPY ... TO a file...) fails unless --write is given.
+For each pipeline (or the one named): its schedule, the runs in progress, the last run with its
+status, and the last run that succeeded, from the newest 200 runs.
+${TARGET_HELP}`,
+  query: `Usage: sluice query "<SQL>" [--json] [--write] [--target T] [--stack S] [--dir .sluice]
+
+Runs one statement through Athena (StartQueryExecution, GetQueryResults) in the target's workgroup
+and database: the tables the runs loaded, e.g.
+  sluice query "SELECT day, path, requests FROM daily_traffic ORDER BY day, path"
+Only statements that read (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, VALUES) run unless --write is given.
 --json   print a JSON array of row objects instead of a table
---write  allow statements that change the warehouse`,
+--write  allow statements that change tables
+${TARGET_HELP}`,
+  redrive: `Usage: sluice redrive <run> [--target T] [--stack S] [--dir .sluice]
+
+Continues a run that FAILED, was ABORTED or TIMED_OUT: starts <run>-redrive-<n> with the run's input
+and redriveOf: <run>, and waits for it. What the failed run loaded stays loaded; the rest is planned
+again and loaded once (the ledger of loaded object versions; docs/loads.md). Exits 0 only if it SUCCEEDED.
+${TARGET_HELP}`,
+  backfill: `Usage: sluice backfill <pipeline> --from <YYYY-MM-DD> --to <YYYY-MM-DD> [--reload]
+                      [--days-per-run 7] [--parallel 2] [--target T] [--stack S] [--dir .sluice]
+
+Re-derives the pipeline's derived tables for the days from --from to --to (both included), as runs
+of at most --days-per-run days, --parallel at a time, with a progress bar on a terminal.
+--reload   reload the main table's rows of those days from their input objects first (each object's
+           rows replaced in one commit), then re-derive
+Exits 0 only if every run SUCCEEDED.
+${TARGET_HELP}`,
 };
 
-const COMMON = { dir: { type: 'string', default: '.sluice' }, help: { type: 'boolean', short: 'h' } } as const;
+const COMMON = {
+  dir: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  target: { type: 'string', default: 'local' },
+  stack: { type: 'string' },
+} as const;
 
 function parse<O extends ParseArgsOptionsConfig>(args: string[], options: O) {
   try {
     return parseArgs({ args, allowPositionals: true, options: { ...COMMON, ...options } });
   } catch (error) {
-    throw new CliError((error as Error).message);
+    throw new UsageError((error as Error).message);
   }
 }
 
-const paths = (dir: unknown) => ({ dir: resolve(String(dir)), repoRoot: REPO_ROOT });
+const paths = (dir: unknown) => ({ dir: resolve(String(dir ?? '.sluice')), repoRoot: REPO_ROOT });
+
+/** The target of a command line (--target, --stack, --dir checked together), opened. */
+async function open(values: { target?: string; stack?: string; dir?: string }): Promise<TargetSession> {
+  const target = values.target ?? 'local';
+  if (!isTarget(target)) throw new UsageError(`unknown --target "${target}"; use one of ${TARGETS.join(', ')}`);
+  if (target === 'local' && values.stack !== undefined) {
+    throw new UsageError('--stack names a deployed stack: use it with --target localstack or --target aws');
+  }
+  if (target !== 'local' && values.dir !== undefined) {
+    throw new UsageError(`--dir is the local runtime's folder: it does not go with --target ${target}`);
+  }
+  if (values.stack === '') throw new UsageError('--stack needs a stack name');
+  const session = await openTarget({
+    target,
+    ...paths(values.dir),
+    ...(values.stack !== undefined ? { stack: values.stack } : {}),
+    log,
+  });
+  log(`using ${session.where}`);
+  return session;
+}
+
+/** Opens the target, runs `body`, closes the target (stopping an embedded runtime started for it). */
+async function withTarget<T>(values: Parameters<typeof open>[0], body: (session: TargetSession) => Promise<T>) {
+  const session = await open(values);
+  try {
+    return await body(session);
+  } finally {
+    await session.close();
+  }
+}
+
+/** The repository's pipelines (the same definitions CDK deploys). */
+const pipelines = () => loadPipelines(localFiles({ dir: '.sluice', repoRoot: REPO_ROOT }).pipelines);
+
+function noExtra(extra: string[], usage: string): void {
+  if (extra.length > 0) throw new UsageError(`unexpected argument(s): ${extra.join(' ')}; usage: ${usage}`);
+}
 
 async function dev(args: string[]): Promise<number> {
   const { values } = parse(args, { port: { type: 'string', default: '4577' } } as const);
   if (values.help) return help('dev');
+  if (values.target !== 'local' || values.stack !== undefined) {
+    throw new UsageError('sluice dev runs the embedded runtime on this machine: it takes no --target or --stack');
+  }
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--port "${values.port}" is not a port`);
   await startDev({ ...paths(values.dir), port });
@@ -130,57 +215,17 @@ async function dev(args: string[]): Promise<number> {
 }
 
 async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    file: { type: 'string' },
-    scheduled: { type: 'boolean' },
-    target: { type: 'string', default: 'local' },
-    stack: { type: 'string' },
-  } as const);
+  const { values, positionals } = parse(args, { file: { type: 'string' }, scheduled: { type: 'boolean' } } as const);
   if (values.help) return help('run');
   const [name, ...extra] = positionals;
-  if (!name) throw new CliError('which pipeline? usage: sluice run <pipeline> --file <path> | --scheduled');
-  if (extra.length > 0) throw new CliError(`unexpected argument(s): ${extra.join(' ')}`);
+  if (!name) throw new UsageError('which pipeline? usage: sluice run <pipeline> --file <path> | --scheduled');
+  noExtra(extra, 'sluice run <pipeline> --file <path> | --scheduled');
   if (Boolean(values.file) === Boolean(values.scheduled))
-    throw new CliError('give exactly one of --file <path> or --scheduled');
-  const target = values.target;
-  if (!isTarget(target)) throw new CliError(`unknown --target "${target}"; use one of ${TARGETS.join(', ')}`);
-  if (target === 'local' && values.stack !== undefined) {
-    throw new CliError('--stack names a deployed stack: use it with --target localstack or --target aws');
-  }
-  if (target !== 'local' && values.file) {
-    throw new CliError(
-      `--file with --target ${target} is not built yet (issue 10 will add it); upload the file to the stack's input bucket yourself (docs/localstack.md, step 4), or use --scheduled`,
-    );
-  }
-  const where = paths(values.dir);
-  const pipeline = getPipeline(loadPipelines(localFiles(where).pipelines), name);
-  if (target !== 'local') {
-    const stack = values.stack ?? DEFAULT_STACK;
-    if (stack === '') throw new CliError('--stack needs a stack name');
-    const config = targetConfig(target);
-    log(`starting the scheduled run of ${pipeline.name} on stack "${stack}" on ${config.where}`);
-    const result = await runScheduledRemote({ config, stack, pipeline: pipeline.name, log });
-    printRemoteResult(result, pipeline.name);
-    return result.status === 'SUCCEEDED' ? 0 : 1;
-  }
-  const running = await findDev(where);
-
-  let record: ExecutionRecord;
-  if (values.scheduled) {
-    const input = { pipeline: pipeline.name, trigger: 'schedule' };
-    if (running) {
-      log(`using sluice dev at ${running.endpoint} (pid ${running.pid})`);
-      record = await createLocalRuntime({ ...where, endpoint: running.endpoint, log }).startExecution(input);
-    } else {
-      const embedded = await startEmbedded({ ...where, port: 0, log });
-      try {
-        record = await embedded.runtime.startExecution(input);
-      } finally {
-        await embedded.stop();
-      }
-    }
-  } else {
-    const file = resolve(String(values.file));
+    throw new UsageError('give exactly one of --file <path> or --scheduled');
+  const pipeline = getPipeline(pipelines(), name);
+  let file: string | undefined;
+  if (values.file) {
+    file = resolve(String(values.file));
     if (!existsSync(file) || !statSync(file).isFile()) throw new CliError(`no such file: ${values.file}`);
     const fileName = basename(file);
     if (!pipeline.input.suffixes.some((suffix) => fileName.endsWith(suffix))) {
@@ -188,142 +233,329 @@ async function run(args: string[]): Promise<number> {
         `${fileName} does not end with one of ${pipeline.name}'s suffixes (${pipeline.input.suffixes.join(', ')}); rename the file`,
       );
     }
-    const key = `${pipeline.input.prefix}${fileName}`;
-    record = running ? await runThroughDev(running, where, file, key) : await runInProcess(where, file, key);
   }
+  return withTarget(values, async (session) => {
+    let executionArn: string;
+    if (file) {
+      const key = `${pipeline.input.prefix}${basename(file)}`;
+      const since = new Date();
+      await uploadFile(session.s3, session.names.inputBucket, key, file);
+      log(`uploaded s3://${session.names.inputBucket}/${key}; waiting for the run it starts`);
+      executionArn = await findExecutionForKey(session, key, since);
+    } else {
+      // Exactly what the pipeline's EventBridge Scheduler schedule sends (infra/triggers.ts).
+      const input = { pipeline: pipeline.name, trigger: 'schedule' };
+      executionArn = await startExecution(session, input, newExecutionName(pipeline.name));
+    }
+    log(`run ${executionArn.slice(executionArn.lastIndexOf(':') + 1)} started; waiting for it to end`);
+    return finished(session, executionArn);
+  });
+}
+
+/** Waits for an execution, prints its summary; 0 only if it SUCCEEDED. */
+async function finished(session: TargetSession, executionArn: string): Promise<number> {
+  const described = await waitForExecution(session, executionArn, { log });
+  const record = await readExecution(session, executionArn, { described });
   printSummary(toRunRow(record));
+  console.log(`execution ${executionArn}`);
   return record.status === 'SUCCEEDED' ? 0 : 1;
 }
 
-/** `sluice dev` is running: upload to it and follow the execution it starts, through the executions folder. */
-async function runThroughDev(dev: DevInfo, where: ReturnType<typeof paths>, file: string, key: string) {
-  log(`using sluice dev at ${dev.endpoint} (pid ${dev.pid}); its log shows the run's progress`);
-  const store = new ExecutionStore(localFiles(where).executions);
-  const since = new Date().toISOString();
-  await uploadFile(localS3Client(dev.endpoint), LOCAL_BUCKETS.input, key, file);
-  log(`uploaded s3://${LOCAL_BUCKETS.input}/${key}`);
-  const deadline = Date.now() + 30_000;
-  let id: string | undefined;
-  for (;;) {
-    const mine = id
-      ? store.read(id)
-      : store.list().find((r) => (r.input as { key?: string } | null)?.key === key && r.startedAt >= since);
-    if (mine) {
-      if (!id) log(`run ${mine.id} started`);
-      id = mine.id;
-      if (mine.status !== 'RUNNING') return mine;
-    } else if (Date.now() > deadline) {
-      throw new CliError(
-        `sluice dev (pid ${dev.pid}) started no run for s3://${LOCAL_BUCKETS.input}/${key} within 30 s`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** No `sluice dev`: an S3 server on a free port in this process; the upload's event starts the run here. */
-async function runInProcess(where: ReturnType<typeof paths>, file: string, key: string) {
-  let resolveRun: (execution: Promise<ExecutionRecord>) => void = () => {};
-  const started = new Promise<Promise<ExecutionRecord>>((r) => {
-    resolveRun = r;
-  });
-  const embedded = await startEmbedded({
-    ...where,
-    port: 0,
-    log,
-    onExecution: (event, execution) => {
-      if (event.key === key) resolveRun(execution);
-    },
-  });
-  try {
-    await uploadFile(embedded.runtime.s3, LOCAL_BUCKETS.input, key, file);
-    log(`uploaded s3://${LOCAL_BUCKETS.input}/${key}`);
-    const timeout = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new CliError('the upload started no run within 30 s')), 30_000).unref(),
-    );
-    return await await Promise.race([started, timeout]);
-  } finally {
-    await embedded.stop();
-  }
-}
-
 async function runs(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } } as const);
+  const { values, positionals } = parse(args, {
+    json: { type: 'boolean' },
+    limit: { type: 'string', default: '100' },
+  } as const);
   if (values.help) return help('runs');
-  const store = new ExecutionStore(localFiles(paths(values.dir)).executions);
   const [id, ...extra] = positionals;
-  if (extra.length > 0) throw new CliError(`unexpected argument(s): ${extra.join(' ')}; usage: sluice runs [<run>]`);
-  if (id !== undefined) {
-    const record = store.read(id);
-    if (!record)
-      throw new CliError(`no run named "${id}" in ${localFiles(paths(values.dir)).dir}; "sluice runs" lists the runs`);
-    const detail = toRunDetail(record);
-    if (values.json) console.log(JSON.stringify(detail, null, 2));
-    else printRunDetail(detail);
-    return 0;
+  noExtra(extra, 'sluice runs [<run>]');
+  const limit = Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit "${values.limit}" is not a positive number`);
+  if (id !== undefined && !/^[A-Za-z0-9_-]{1,80}$/.test(id)) {
+    throw new CliError(`"${id}" is not a run id (1 to 80 of A-Z, a-z, 0-9, - and _); "sluice runs" lists the runs`);
   }
-  const rows = store.listRuns();
-  if (values.json) {
-    console.log(JSON.stringify(rows, null, 2));
+  return withTarget(values, async (session) => {
+    if (id !== undefined) {
+      const executionArn = executionArnOf(session.names.stateMachineArn, id);
+      let detail: ReturnType<typeof toRunDetail>;
+      try {
+        detail = toRunDetail(await readExecution(session, executionArn, { steps: true }));
+      } catch (error) {
+        if (/ExecutionDoesNotExist/.test((error as Error).message)) {
+          throw new CliError(`no run named "${id}" on ${session.where}; "sluice runs" lists the runs`);
+        }
+        throw error;
+      }
+      if (values.json) console.log(JSON.stringify(detail, null, 2));
+      else printRunDetail(detail);
+      return 0;
+    }
+    const rows = (await listExecutions(session, limit)).map(toRunRow);
+    if (values.json) {
+      console.log(JSON.stringify(rows, null, 2));
+      return 0;
+    }
+    if (rows.length === 0) {
+      console.log('no runs yet');
+      return 0;
+    }
+    printTable(
+      rows.map((r) => ({
+        run: r.id,
+        status: r.status,
+        trigger: r.trigger,
+        started: r.startedAt.replace('T', ' ').slice(0, 19),
+        duration: duration(r),
+        chunks: r.chunks,
+        read: r.rowsRead,
+        loaded: r.rowsLoaded,
+        rejected: r.rowsRejected,
+        error: r.message ?? '',
+      })),
+    );
     return 0;
-  }
-  if (rows.length === 0) {
-    console.log('no runs yet');
+  });
+}
+
+async function status(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } } as const);
+  if (values.help) return help('status');
+  const [name, ...extra] = positionals;
+  noExtra(extra, 'sluice status [<pipeline>]');
+  const all = pipelines();
+  const chosen: Pipeline[] = name ? [getPipeline(all, name)] : [...all.values()];
+  return withTarget(values, async (session) => {
+    const rows = (await listExecutions(session, 200)).map(toRunRow);
+    const report = chosen.map((p) => {
+      const mine = rows.filter((r) => r.pipeline === p.name);
+      const last = mine[0];
+      const success = mine.find((r) => r.status === 'SUCCEEDED');
+      return {
+        pipeline: p.name,
+        schedule: p.schedule ? `${p.schedule.cron} ${p.schedule.timezone}` : '',
+        running: mine.filter((r) => r.status === 'RUNNING').length,
+        lastRun: last?.id ?? null,
+        lastStatus: last?.status ?? null,
+        lastStarted: last?.startedAt ?? null,
+        lastSuccess: success?.id ?? null,
+        lastSuccessAt: success?.stoppedAt ?? null,
+        lastError: last && last.status !== 'SUCCEEDED' && last.status !== 'RUNNING' ? (last.message ?? null) : null,
+      };
+    });
+    if (values.json) {
+      console.log(JSON.stringify(report, null, 2));
+      return 0;
+    }
+    printTable(
+      report.map((r) => ({
+        pipeline: r.pipeline,
+        schedule: r.schedule,
+        running: r.running,
+        'last run': r.lastRun ?? '(none)',
+        status: r.lastStatus ?? '',
+        started: r.lastStarted?.replace('T', ' ').slice(0, 19) ?? '',
+        'last success': r.lastSuccessAt?.replace('T', ' ').slice(0, 19) ?? '',
+        error: r.lastError ?? '',
+      })),
+    );
     return 0;
-  }
-  printTable(
-    rows.map((r) => ({
-      run: r.id,
-      status: r.status,
-      trigger: r.trigger,
-      started: r.startedAt.replace('T', ' ').slice(0, 19),
-      duration: duration(r),
-      chunks: r.chunks,
-      read: r.rowsRead,
-      loaded: r.rowsLoaded,
-      rejected: r.rowsRejected,
-      error: r.message ?? '',
-    })),
-  );
-  return 0;
+  });
 }
 
 async function query(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' }, write: { type: 'boolean' } } as const);
   if (values.help) return help('query');
   const sql = positionals.join(' ').trim();
-  if (!sql) throw new CliError('no SQL given: sluice query "SELECT ..."');
-  const where = paths(values.dir);
-  const files = localFiles(where);
-  const hadWarehouse = existsSync(files.warehouse);
-  const running = await findDev(where);
-  // External (staging) tables are read from S3: dev's endpoint, or a server of our own meanwhile.
-  const server = running ? undefined : await startS3Server({ dir: files.dir, port: 0 });
-  const endpoint = running?.endpoint ?? server?.endpoint ?? '';
-  try {
-    const warehouse = new LocalWarehouse({
-      file: files.warehouse,
-      s3: localS3Client(endpoint),
-      tmpDir: files.tmp,
-      readOnly: values.write !== true,
-    });
-    const rows = await warehouse.query(sql);
-    if (values.json) console.log(JSON.stringify(rows, null, 2));
-    else if (rows.length === 0) console.log('(no rows)');
-    else printTable(rows);
+  if (!sql) throw new UsageError('no SQL given: sluice query "SELECT ..."');
+  if (values.write !== true && !isReadOnlyStatement(sql)) {
+    throw new CliError(
+      'sluice query is read-only unless --write is given, and this statement is not one that only reads (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, VALUES); run it again with --write to allow changes',
+    );
+  }
+  return withTarget(values, async (session) => {
+    let result: Awaited<ReturnType<typeof runQuery>>;
+    try {
+      result = await runQuery(session, sql);
+    } catch (error) {
+      if (error instanceof QueryFailedError && /does not exist|not found/i.test(error.message)) {
+        throw new CliError(`${error.message}\n(has a run loaded anything yet? "sluice runs" lists the runs)`);
+      }
+      throw error;
+    }
+    if (values.json) console.log(JSON.stringify(result.rows, null, 2));
+    else if (result.rows.length === 0) console.log('(no rows)');
+    else printTable(result.rows);
     return 0;
-  } catch (error) {
-    if (error instanceof WarehouseReadOnlyError) {
+  });
+}
+
+const REDRIVABLE = new Set(['FAILED', 'ABORTED', 'TIMED_OUT']);
+
+async function redrive(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {} as const);
+  if (values.help) return help('redrive');
+  const [id, ...extra] = positionals;
+  if (!id) throw new UsageError('which run? usage: sluice redrive <run>; "sluice runs" lists the runs');
+  noExtra(extra, 'sluice redrive <run>');
+  if (!/^[A-Za-z0-9_-]{1,80}$/.test(id)) throw new CliError(`"${id}" is not a run id; "sluice runs" lists the runs`);
+  return withTarget(values, async (session) => {
+    let failed: Awaited<ReturnType<typeof readExecution>>;
+    try {
+      failed = await readExecution(session, executionArnOf(session.names.stateMachineArn, id));
+    } catch (error) {
+      if (/ExecutionDoesNotExist/.test((error as Error).message)) {
+        throw new CliError(`no run named "${id}" on ${session.where}; "sluice runs" lists the runs`);
+      }
+      throw error;
+    }
+    if (!REDRIVABLE.has(failed.status)) {
       throw new CliError(
-        `sluice query opens the warehouse read-only, and this statement would change it (${error.message}); run it again with --write to allow changes`,
+        `run ${id} is ${failed.status}: only a run that FAILED, was ABORTED or TIMED_OUT can be redriven`,
       );
     }
-    if (error instanceof WarehouseQueryError && !hadWarehouse) {
-      throw new CliError(`${error.message}\n(no run has loaded anything into ${files.dir} yet)`);
+    const input = redriveInput(failed.input, id);
+    for (let attempt = 1; attempt <= 99; attempt++) {
+      const name = redriveExecutionName(id, attempt);
+      let executionArn: string;
+      try {
+        executionArn = await startExecution(session, input, name);
+      } catch (error) {
+        if (/ExecutionAlreadyExists/.test((error as Error).message)) continue;
+        throw error;
+      }
+      log(`redriving ${id} as ${name}`);
+      return finished(session, executionArn);
     }
-    throw error;
-  } finally {
-    await server?.close();
+    throw new CliError(`run ${id} has been redriven 99 times already; start a new run instead`);
+  });
+}
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+function day(value: string | undefined, option: string): string {
+  if (!value) throw new UsageError(`${option} <YYYY-MM-DD> is required`);
+  const parsed = new Date(`${value}T00:00:00Z`);
+  if (!DAY.test(value) || Number.isNaN(parsed.getTime()) || parsed.toISOString().slice(0, 10) !== value) {
+    throw new UsageError(`${option} "${value}" is not a day (YYYY-MM-DD)`);
+  }
+  return value;
+}
+
+const addDays = (d: string, n: number) => {
+  const date = new Date(`${d}T00:00:00Z`);
+  date.setUTCDate(date.getUTCDate() + n);
+  return date.toISOString().slice(0, 10);
+};
+
+/** The window [from, to] cut into runs of at most `size` days. */
+function backfillWindows(from: string, to: string, size: number): { from: string; to: string }[] {
+  const windows: { from: string; to: string }[] = [];
+  for (let start = from; start <= to; start = addDays(start, size)) {
+    const end = addDays(start, size - 1);
+    windows.push({ from: start, to: end < to ? end : to });
+  }
+  return windows;
+}
+
+/** At most this many days in one backfill: 10 years. */
+const MAX_BACKFILL_DAYS = 3660;
+
+async function backfill(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    from: { type: 'string' },
+    to: { type: 'string' },
+    reload: { type: 'boolean' },
+    'days-per-run': { type: 'string', default: '7' },
+    parallel: { type: 'string', default: '2' },
+  } as const);
+  if (values.help) return help('backfill');
+  const [name, ...extra] = positionals;
+  if (!name) throw new UsageError('which pipeline? usage: sluice backfill <pipeline> --from <day> --to <day>');
+  noExtra(extra, 'sluice backfill <pipeline> --from <day> --to <day>');
+  const from = day(values.from, '--from');
+  const to = day(values.to, '--to');
+  if (from > to) throw new UsageError(`--from ${from} is after --to ${to}`);
+  const span = (Date.parse(to) - Date.parse(from)) / 86_400_000 + 1;
+  if (span > MAX_BACKFILL_DAYS) throw new UsageError(`the window has ${span} days; at most ${MAX_BACKFILL_DAYS}`);
+  const size = Number(values['days-per-run']);
+  const parallel = Number(values.parallel);
+  // Athena writes at most 100 partitions per statement (functions/pipeline/sql.ts batches by 100 days anyway).
+  if (!Number.isInteger(size) || size < 1 || size > 100) throw new UsageError('--days-per-run must be 1 to 100');
+  if (!Number.isInteger(parallel) || parallel < 1 || parallel > 16) throw new UsageError('--parallel must be 1 to 16');
+  const pipeline = getPipeline(pipelines(), name);
+  const windows = backfillWindows(from, to, size);
+  return withTarget(values, async (session) => {
+    const progress = new Progress(windows.length, process.stderr.isTTY === true);
+    const failures: string[] = [];
+    let next = 0;
+    const worker = async () => {
+      for (;;) {
+        const window = windows[next++];
+        if (!window) return;
+        const input = {
+          pipeline: pipeline.name,
+          trigger: 'backfill',
+          from: window.from,
+          to: window.to,
+          ...(values.reload ? { reload: true } : {}),
+        };
+        const arn = await startExecution(session, input, newExecutionName(`${pipeline.name}-backfill`));
+        progress.started();
+        const described = await waitForExecution(session, arn);
+        const run = arn.slice(arn.lastIndexOf(':') + 1);
+        const ok = described.status === 'SUCCEEDED';
+        if (!ok) failures.push(`${window.from}..${window.to}: run ${run} ${described.status}`);
+        progress.done(`${window.from}..${window.to} ${described.status} (run ${run})`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(parallel, windows.length) }, worker));
+    progress.end();
+    const days = `${from}..${to}`;
+    if (failures.length === 0) {
+      console.log(`backfill of ${pipeline.name} ${days}: ${windows.length} runs SUCCEEDED`);
+      return 0;
+    }
+    console.log(`backfill of ${pipeline.name} ${days}: ${failures.length} of ${windows.length} runs did not succeed:`);
+    for (const f of failures) console.log(`  ${f}`);
+    console.log('"sluice runs <run>" shows why; "sluice redrive <run>" continues one.');
+    return 1;
+  });
+}
+
+/** A progress bar on a terminal (stderr), one line per finished run otherwise. */
+class Progress {
+  private finishedRuns = 0;
+  private runningRuns = 0;
+  private readonly since = Date.now();
+  private readonly total: number;
+  private readonly tty: boolean;
+  constructor(total: number, tty: boolean) {
+    this.total = total;
+    this.tty = tty;
+  }
+  started(): void {
+    this.runningRuns++;
+    this.draw();
+  }
+  done(line: string): void {
+    this.runningRuns--;
+    this.finishedRuns++;
+    if (this.tty) this.draw();
+    else log(`${this.finishedRuns}/${this.total} ${line}`);
+  }
+  end(): void {
+    if (this.tty) process.stderr.write('\n');
+  }
+  private draw(): void {
+    if (!this.tty) return;
+    const width = 30;
+    const filled = Math.round((this.finishedRuns / this.total) * width);
+    const elapsed = (Date.now() - this.since) / 1000;
+    const eta =
+      this.finishedRuns > 0 ? Math.round((elapsed / this.finishedRuns) * (this.total - this.finishedRuns)) : undefined;
+    process.stderr.write(
+      `\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${this.finishedRuns}/${this.total} runs, ${this.runningRuns} running${eta !== undefined ? `, ETA ${eta} s` : ''}   `,
+    );
   }
 }
 
@@ -332,11 +564,20 @@ function help(command: string): number {
   return 0;
 }
 
+/** Progress lines go to stderr, with a timestamp: stdout carries only what the command prints (tables, JSON). */
 function log(line: string): void {
-  timestamped(line);
+  console.error(`${new Date().toISOString().slice(11, 23)} ${line}`);
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { dev, run, runs, query };
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  dev,
+  run,
+  runs,
+  status,
+  query,
+  redrive,
+  backfill,
+};
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -358,13 +599,13 @@ main(process.argv.slice(2)).then(
     const expected =
       error instanceof CliError ||
       error instanceof SluiceError ||
-      error instanceof WarehouseQueryError ||
+      error instanceof QueryFailedError ||
       error instanceof RemoteRunError;
     console.error(
       `sluice: ${expected || !process.env.SLUICE_DEBUG ? (error as Error).message : (error as Error).stack}`,
     );
     if (!expected && !process.env.SLUICE_DEBUG) console.error('(set SLUICE_DEBUG=1 for the stack trace)');
-    process.exitCode = 1;
+    process.exitCode = error instanceof UsageError ? 2 : 1;
     setTimeout(() => process.exit(), 200).unref();
   },
 );

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DescribeExecutionCommand, ListExecutionsCommand, SFNClient, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADER, logRow } from '../support/fixtures.ts';
 
@@ -19,6 +20,9 @@ const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
 let dev: ChildProcess;
 let s3: S3Client;
 let devLog = '';
+let port = 0;
+const endpoint = () => `http://127.0.0.1:${port}`;
+const STATE_MACHINE = 'arn:aws:states:us-east-1:000000000000:stateMachine:sluice-pipeline';
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -78,7 +82,7 @@ rows[2999] = logRow(2999, { event_time: '2024-03-01 10:00:00' });
 const file = `${HEADER}\n${rows.join('\n')}\n`;
 
 beforeAll(async () => {
-  const port = await freePort();
+  port = await freePort();
   dev = spawn(process.execPath, [cli, 'dev', '--port', String(port), '--dir', dir], {
     cwd: root,
     env: { ...process.env, SLUICE_CHUNK_SIZE: '64KB' },
@@ -231,5 +235,82 @@ describe('sluice dev, end to end through the S3 API and the CLI', () => {
     expect(created.code, created.stderr).toBe(0);
     expect(await count('notes')).toBe(1);
     expect(await count('access_logs')).toBe(before);
+  });
+
+  it('redrives an aborted run with `sluice redrive`: its rows load once', async () => {
+    const sfn = new SFNClient({
+      endpoint: endpoint(),
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'anything', secretAccessKey: 'anything' },
+    });
+    const key = 'access-logs/to-redrive.csv';
+    const body = `${HEADER}\n${Array.from({ length: 20000 }, (_, i) => logRow(i + 40000)).join('\n')}\n`;
+    await s3.send(new PutObjectCommand({ Bucket: 'sluice-input', Key: key, Body: body }));
+    let executionArn: string | undefined;
+    for (let i = 0; i < 200 && !executionArn; i++) {
+      const { executions = [] } = await sfn.send(new ListExecutionsCommand({ stateMachineArn: STATE_MACHINE }));
+      for (const e of executions) {
+        const described = await sfn.send(new DescribeExecutionCommand({ executionArn: e.executionArn }));
+        if (JSON.parse(described.input ?? '{}').key === key) executionArn = e.executionArn;
+      }
+      if (!executionArn) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(executionArn).toBeTruthy();
+    await sfn.send(new StopExecutionCommand({ executionArn, error: 'Test.Stopped', cause: 'stopped by the test' }));
+    const id = executionArn?.split(':').at(-1) ?? '';
+    expect((await json<Run>('runs', id)).status).toBe('ABORTED');
+    const redriven = await sluice('redrive', id);
+    expect(redriven.code, redriven.stderr).toBe(0);
+    expect(redriven.stdout).toMatch(new RegExp(`^run +${id}-redrive-1$`, 'm'));
+    expect(redriven.stdout).toMatch(/^status +SUCCEEDED$/m);
+    const loaded = await json<{ n: number; lines: number }[]>(
+      'query',
+      `SELECT count(*) AS n, count(DISTINCT source_offset) AS lines FROM access_logs WHERE source_key = '${key}'`,
+    );
+    expect(loaded).toEqual([{ n: 20000, lines: 20000 }]);
+    // A run that succeeded is not redriven.
+    const again = await sluice('redrive', `${id}-redrive-1`);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('is SUCCEEDED: only a run that FAILED, was ABORTED or TIMED_OUT can be redriven');
+    sfn.destroy();
+  });
+
+  it('shows each pipeline with `sluice status`: its schedule, last run and last success', async () => {
+    const [status] = await json<Record<string, unknown>[]>('status');
+    const [newest] = await json<Run[]>('runs');
+    expect(status).toMatchObject({
+      pipeline: 'access-logs',
+      schedule: '0 20 * * * Asia/Seoul',
+      running: 0,
+      lastRun: newest?.id,
+      lastStatus: newest?.status,
+    });
+    const unknown = await sluice('status', 'no-such-pipeline');
+    expect(unknown.code).toBe(1);
+  });
+
+  it('backfills a window of days as bounded runs with `sluice backfill`', async () => {
+    const traffic = await json('query', 'SELECT * FROM daily_traffic ORDER BY day, path');
+    const result = await sluice(
+      'backfill',
+      'access-logs',
+      '--from',
+      '2024-02-28',
+      '--to',
+      '2024-03-02',
+      '--days-per-run',
+      '2',
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('backfill of access-logs 2024-02-28..2024-03-02: 2 runs SUCCEEDED');
+    const runs = (await json<Run[]>('runs')).slice(0, 2);
+    expect(runs.map((r) => [r.trigger, r.status])).toEqual([
+      ['backfill', 'SUCCEEDED'],
+      ['backfill', 'SUCCEEDED'],
+    ]);
+    expect(await json('query', 'SELECT * FROM daily_traffic ORDER BY day, path')).toEqual(traffic);
+    const bad = await sluice('backfill', 'access-logs', '--from', '2024-03-05', '--to', '2024-03-01');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--from 2024-03-05 is after --to 2024-03-01');
   });
 });

@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CloudFormationClient, CreateStackCommand } from '@aws-sdk/client-cloudformation';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   CreateStateMachineCommand,
   DescribeExecutionCommand,
@@ -64,25 +65,27 @@ describe('sluice run --target: errors before any AWS call', () => {
     expect(errorLines(result)).toEqual(['sluice: unknown --target "azure"; use one of local, localstack, aws']);
   });
 
-  it('says plainly that --file is not built for a remote target yet', async () => {
-    const result = await sluice(['run', 'access-logs', '--file', 'logs.csv', '--target', 'localstack']);
-    expect(result.code).not.toBe(0);
-    const lines = errorLines(result);
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/--file with --target localstack is not built yet \(issue 10 will add it\)/);
+  it('refuses --dir with a deployed target, with exit code 2', async () => {
+    const result = await sluice(['runs', '--target', 'aws', '--dir', '.sluice']);
+    expect(result.code).toBe(2);
+    expect(errorLines(result)).toEqual([
+      "sluice: --dir is the local runtime's folder: it does not go with --target aws",
+    ]);
   });
 
   it('refuses --stack with the local target', async () => {
     const result = await sluice(['run', 'access-logs', '--scheduled', '--stack', 'Sluice']);
-    expect(result.code).not.toBe(0);
+    expect(result.code).toBe(2);
     expect(errorLines(result)).toEqual([
       'sluice: --stack names a deployed stack: use it with --target localstack or --target aws',
     ]);
   });
 
   it('documents the targets in the help texts', async () => {
-    expect((await sluice(['run', '--help'])).stdout).toMatch(/--target .*local, localstack, aws/);
-    expect((await sluice(['--help'])).stdout).toMatch(/--scheduled --target localstack\|aws/);
+    for (const command of ['run', 'runs', 'status', 'query', 'redrive', 'backfill']) {
+      expect((await sluice([command, '--help'])).stdout).toMatch(/--target .*local, localstack, aws/);
+    }
+    expect((await sluice(['--help'])).stdout).toMatch(/--target local\|localstack\|aws/);
   });
 });
 
@@ -94,12 +97,18 @@ describe.skipIf(!motoInstalled)('sluice run --scheduled --target localstack, aga
 
   const clients = (region: string) => {
     const config = { endpoint, region, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
-    return { sfn: new SFNClient(config), cloudFormation: new CloudFormationClient(config) };
+    return {
+      sfn: new SFNClient(config),
+      cloudFormation: new CloudFormationClient(config),
+      s3: new S3Client({ ...config, forcePathStyle: true }),
+    };
   };
 
   /** A state machine of one state and a stack whose `StateMachineArn` output names it, as a deploy leaves them. */
   async function deploy(region: string, stack: string, state: Record<string, unknown>): Promise<string> {
-    const { sfn, cloudFormation } = clients(region);
+    const { sfn, cloudFormation, s3 } = clients(region);
+    const working = `${stack.toLowerCase()}-working`;
+    await s3.send(new CreateBucketCommand({ Bucket: working }));
     const { stateMachineArn } = await sfn.send(
       new CreateStateMachineCommand({
         name: `${stack}-pipeline`,
@@ -113,9 +122,15 @@ describe.skipIf(!motoInstalled)('sluice run --scheduled --target localstack, aga
         StackName: stack,
         TemplateBody: JSON.stringify({
           Resources: { Handle: { Type: 'AWS::CloudFormation::WaitConditionHandle' } },
+          // What a deploy of infra/stack.ts outputs (cli/target.ts reads them).
           Outputs: {
             Other: { Value: 'not the state machine' },
             StateMachineArn: { Value: stateMachineArn },
+            InputBucketName: { Value: `${stack.toLowerCase()}-input` },
+            WorkingBucketName: { Value: working },
+            WarehouseBucketName: { Value: `${stack.toLowerCase()}-warehouse` },
+            AthenaWorkGroup: { Value: 'primary' },
+            GlueDatabase: { Value: 'sluice' },
           },
         }),
       }),
@@ -150,11 +165,26 @@ describe.skipIf(!motoInstalled)('sluice run --scheduled --target localstack, aga
     expect(execution.input).toBe(JSON.stringify(SCHEDULE_INPUT));
     expect(JSON.parse(execution.input ?? '')).toEqual(SCHEDULE_INPUT);
     expect(JSON.parse(execution.output ?? '')).toEqual(SCHEDULE_INPUT);
-    expect(executionArn).toMatch(/:execution:SluiceTest-pipeline:schedule-\d{8}T\d{6}Z-[0-9a-f]{8}$/);
+    expect(executionArn).toMatch(/:execution:SluiceTest-pipeline:access-logs-\d{8}T\d{6}Z-[0-9a-z]{6}$/);
 
+    // The same summary as on the embedded runtime.
     expect(result.stdout).toContain(`execution ${executionArn}`);
     expect(result.stdout).toMatch(/^status +SUCCEEDED$/m);
-    expect(result.stdout).toContain('The scheduled run of access-logs succeeded.');
+    expect(result.stdout).toMatch(/^pipeline +access-logs \(schedule\)$/m);
+
+    // `sluice runs` lists it through the same Step Functions calls as on the embedded runtime.
+    const listed = await sluice(['runs', '--json', '--target', 'localstack', '--stack', 'SluiceTest'], {
+      AWS_ENDPOINT_URL: endpoint,
+    });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(JSON.parse(listed.stdout)).toEqual([
+      expect.objectContaining({
+        id: executionArn.split(':').at(-1),
+        pipeline: 'access-logs',
+        trigger: 'schedule',
+        status: 'SUCCEEDED',
+      }),
+    ]);
   }, 60_000);
 
   it('says in one line that the stack does not exist, naming the stack and the endpoint', async () => {
@@ -189,7 +219,10 @@ describe.skipIf(!motoInstalled)('sluice run --scheduled --target localstack, aga
     const lines = errorLines(result);
     expect(lines, result.stderr).toHaveLength(1);
     expect(lines[0]).toContain(`stack "NotSluice" on LocalStack at ${endpoint}`);
-    expect(lines[0]).toContain('has no output "StateMachineArn"; its outputs are BucketName');
+    expect(lines[0]).toContain(
+      'has no output InputBucketName, WorkingBucketName, WarehouseBucketName, StateMachineArn',
+    );
+    expect(lines[0]).toContain('its outputs are BucketName');
   }, 60_000);
 
   it("exits non-zero for a failed run and prints the run's error and cause", async () => {
@@ -204,12 +237,11 @@ describe.skipIf(!motoInstalled)('sluice run --scheduled --target localstack, aga
       { AWS_ENDPOINT_URL: endpoint, AWS_REGION: 'eu-west-1' },
     );
     expect(result.code, `${result.stdout}\n${result.stderr}`).toBe(1);
-    expect(result.stdout).toMatch(/^execution arn:aws:states:eu-west-1:\d+:execution:SluiceFails-pipeline:schedule-/m);
-    expect(result.stdout).toMatch(/^status +FAILED$/m);
-    expect(result.stdout).toMatch(/^error +Sluice\.QueryFailed$/m);
-    expect(result.stdout).toMatch(/^cause +TABLE_NOT_FOUND: Table access_logs does not exist$/m);
-    expect(result.stdout).toContain(
-      'The scheduled run of access-logs ended FAILED with error Sluice.QueryFailed: TABLE_NOT_FOUND: Table access_logs does not exist',
+    expect(result.stdout).toMatch(
+      /^execution arn:aws:states:eu-west-1:\d+:execution:SluiceFails-pipeline:access-logs-/m,
     );
+    expect(result.stdout).toMatch(/^status +FAILED$/m);
+    expect(result.stdout).toMatch(/^error +TABLE_NOT_FOUND: Table access_logs does not exist/m);
+    expect(result.stdout).toMatch(/^type +Sluice\.QueryFailed$/m);
   }, 60_000);
 });
