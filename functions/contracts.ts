@@ -4,11 +4,31 @@
  * these together; keep both in step.
  */
 
-/** What starts a run: the EventBridge rule, the Scheduler schedule, or the CLI. */
-export type RunRequest =
+/**
+ * What starts a run: the EventBridge rules (an object created or deleted), the Scheduler
+ * schedule, or the CLI (`sluice run`, `sluice backfill`, `sluice redrive`). See docs/loads.md.
+ */
+export type RunRequest = (
   | { readonly pipeline: string; readonly trigger: 'object'; readonly bucket: string; readonly key: string }
+  /** An input object was deleted (S3 "Object Deleted"): with `onDelete: remove`, its rows are removed. */
+  | { readonly pipeline: string; readonly trigger: 'delete'; readonly bucket: string; readonly key: string }
   | { readonly pipeline: string; readonly trigger: 'schedule' }
-  | { readonly pipeline: string; readonly trigger: 'manual'; readonly keys?: readonly string[] };
+  | { readonly pipeline: string; readonly trigger: 'manual'; readonly keys?: readonly string[] }
+  /**
+   * Re-derive the days `from`..`to` (inclusive, `YYYY-MM-DD`); with `reload`, first load again the
+   * loaded object versions whose rows touch those days, replacing their rows.
+   */
+  | {
+      readonly pipeline: string;
+      readonly trigger: 'backfill';
+      readonly from: string;
+      readonly to: string;
+      readonly reload?: boolean;
+    }
+) & {
+  /** The run id of the failed run this one continues (`sluice redrive`): recorded in the run record. */
+  readonly redriveOf?: string;
+};
 
 export type Trigger = RunRequest['trigger'];
 
@@ -70,6 +90,14 @@ export interface RunState {
   readonly setup: readonly string[];
   /** Hash of the DDL; Finish records it so that the next run skips `setup`. */
   readonly setupHash: string;
+  /** A delete run: the input object whose rows are removed (if it is still deleted at Verify). */
+  readonly remove?: string;
+  /** A backfill run: the days re-derived, inclusive. */
+  readonly window?: { readonly from: string; readonly to: string };
+  /** A backfill run with `reload`: the planned objects are loaded again, replacing their rows. */
+  readonly reload?: boolean;
+  /** The failed run this one continues (see {@link RunRequest}). */
+  readonly redriveOf?: string;
 }
 
 /** Per input object part, what a worker saw. */
@@ -103,6 +131,16 @@ export interface ChunkSummary {
   readonly rowsRejected: number;
 }
 
+/** Why a planned input object was not loaded by its run (it stays unmarked in the ledger). */
+export type NotLoadedReason = 'superseded' | 'deleted' | 'chunk-failed';
+
+/** A planned input object the run did not load. */
+export interface NotLoaded {
+  readonly key: string;
+  readonly version: string;
+  readonly reason: NotLoadedReason;
+}
+
 export interface RunSummary {
   readonly chunks: number;
   readonly chunksFailed: number;
@@ -111,7 +149,18 @@ export interface RunSummary {
   readonly rowsLoaded: number;
   readonly rowsRejected: number;
   readonly days: readonly string[];
+  /**
+   * Planned objects not loaded (at most {@link MAX_NOT_LOADED_NAMED}; `inputsNotLoaded` counts
+   * them all): superseded or deleted before Verify, or with a failed chunk (partial failure).
+   */
+  readonly notLoaded?: readonly NotLoaded[];
+  readonly inputsNotLoaded?: number;
+  /** A delete run: the object whose rows were removed (absent when it existed again at Verify). */
+  readonly removed?: string;
 }
+
+/** At most this many not-loaded objects are named in a run's summary (the state output is capped at 256 KiB). */
+export const MAX_NOT_LOADED_NAMED = 50;
 
 /** Which step a statement belongs to: table DDL, the MERGEs of staging, derived tables, table maintenance. */
 export type StatementStep = 'setup' | 'load' | 'derive' | 'maintain';
@@ -139,6 +188,8 @@ export interface RunRecord extends Partial<RunSummary> {
   readonly startedAt: string;
   readonly stoppedAt: string | null;
   readonly inputKeys?: readonly string[];
+  /** The failed run this one continues (`sluice redrive`). */
+  readonly redriveOf?: string;
   readonly error?: {
     readonly error: string;
     /** The failed step's cause, readable (a Lambda error's message, not its JSON), bounded and escaped. */

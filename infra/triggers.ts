@@ -37,7 +37,8 @@ export function inputKeyPatterns(pipeline: Pipeline): { wildcard: string }[] {
 
 /**
  * What starts runs: per pipeline, an EventBridge rule on objects created under its input
- * prefix, and an EventBridge Scheduler schedule when it has one. Starts that keep failing
+ * prefix, one on objects deleted there when it has `onDelete: remove`, and an EventBridge
+ * Scheduler schedule when it has one. Starts that keep failing
  * land in one dead-letter queue.
  */
 export class Triggers extends Construct {
@@ -57,6 +58,7 @@ export class Triggers extends Construct {
     );
 
     for (const pipeline of props.pipelines) this.addObjectRule(pipeline, props);
+    for (const pipeline of props.pipelines.filter((p) => p.onDelete === 'remove')) this.addDeleteRule(pipeline, props);
 
     const scheduled = props.pipelines.filter((p) => p.schedule !== undefined);
     if (scheduled.length === 0) return;
@@ -84,6 +86,41 @@ export class Triggers extends Construct {
       eventPattern: {
         source: ['aws.s3'],
         detailType: ['Object Created'],
+        detail: {
+          bucket: { name: [props.inputBucket.bucketName] },
+          object: { key: inputKeyPatterns(pipeline) },
+        },
+      },
+      targets: [
+        new SfnStateMachine(props.stateMachine, {
+          input: RuleTargetInput.fromObject(input),
+          deadLetterQueue: this.deadLetterQueue,
+          retryAttempts: START_RETRIES,
+          maxEventAge: Duration.hours(2),
+        }),
+      ],
+    });
+  }
+
+  /**
+   * With `onDelete: remove`, a rule on S3's "Object Deleted" events under the pipeline's input:
+   * on the versioned input bucket a DeleteObject without a version id creates a delete marker,
+   * which S3 reports as "Object Deleted" (deletion-type "Delete Marker Created"); the run removes
+   * the key's rows unless the object exists again when it verifies.
+   * https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html
+   */
+  private addDeleteRule(pipeline: Pipeline, props: TriggersProps): void {
+    const input: RunRequest = {
+      pipeline: pipeline.name,
+      trigger: 'delete',
+      bucket: EventField.fromPath('$.detail.bucket.name'),
+      key: EventField.fromPath('$.detail.object.key'),
+    };
+    new Rule(this, `${pipeline.name}-deletes`, {
+      description: `Sluice ${pipeline.name}: remove the rows of objects deleted under ${pipeline.input.prefix}`,
+      eventPattern: {
+        source: ['aws.s3'],
+        detailType: ['Object Deleted'],
         detail: {
           bucket: { name: [props.inputBucket.bucketName] },
           object: { key: inputKeyPatterns(pipeline) },

@@ -16,7 +16,8 @@ import type { AwsJsonHandler } from './aws-api.ts';
 import { type LocalPaths, localFiles } from './environment.ts';
 import { type ExecutionRecord, isAlive } from './executions.ts';
 import { createLocalRuntime, type ExecutionInput, type LocalRuntime } from './local-runtime.ts';
-import { DEFAULT_S3_PORT, LOCAL_BUCKETS, type ObjectCreated, startS3Server } from './s3-server.ts';
+import { recoverExecutions } from './recovery.ts';
+import { DEFAULT_S3_PORT, LOCAL_BUCKETS, type ObjectCreated, type ObjectDeleted, startS3Server } from './s3-server.ts';
 import { stepFunctionsApi } from './sfn-api.ts';
 
 export interface EmbeddedOptions extends LocalPaths {
@@ -26,8 +27,8 @@ export interface EmbeddedOptions extends LocalPaths {
   readonly schedules?: boolean;
   /** @default a line on stdout with a timestamp */
   readonly log?: (line: string) => void;
-  /** Called when an object event starts an execution, with the promise of its final record. */
-  readonly onExecution?: (event: ObjectCreated, execution: Promise<ExecutionRecord>) => void;
+  /** Called when an object event (created or deleted) starts an execution, with the promise of its final record. */
+  readonly onExecution?: (event: ObjectCreated | ObjectDeleted, execution: Promise<ExecutionRecord>) => void;
 }
 
 export interface Embedded {
@@ -97,6 +98,20 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
         };
         const execution = runtime.startExecution(input);
         options.onExecution?.(event, execution);
+      }
+    },
+    // The EventBridge rule on "Object Deleted" exists only for pipelines with onDelete: remove (infra/triggers.ts).
+    onObjectDeleted: (event) => {
+      if (event.bucket !== LOCAL_BUCKETS.input || !runtime) return;
+      for (const pipeline of pipelines.values()) {
+        if (pipeline.onDelete !== 'remove' || !matchesInput(pipeline, event.key)) continue;
+        const input: ExecutionInput = {
+          pipeline: pipeline.name,
+          trigger: 'delete',
+          bucket: event.bucket,
+          key: event.key,
+        };
+        options.onExecution?.(event, runtime.startExecution(input));
       }
     },
   });
@@ -170,6 +185,8 @@ export async function startDev(options: DevOptions): Promise<Embedded> {
   log(
     `pipelines: ${[...embedded.pipelines.values()].map((p) => `${p.name} (s3://${LOCAL_BUCKETS.input}/${p.input.prefix})`).join(', ')}`,
   );
+  // Runs left RUNNING by a runtime that died are marked FAILED and redriven (issue 8, runtime/recovery.ts).
+  recoverExecutions(embedded.runtime, log);
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

@@ -7,7 +7,9 @@
  * so that one paginated listing of the prefix (1,000 markers per request) tells the
  * planner everything, instead of one GET per input object. The key is hashed because an
  * S3 key may hold any character and be 1,024 bytes long; the marker's body (key, version,
- * run, time) is for people reading the bucket. Finish writes markers with bounded
+ * run, time, and the days its rows touched) is read by Verify and by a backfill with reload: the
+ * days of the version a newer one replaces tell the load which partitions hold the rows to delete,
+ * without querying the table (see docs/loads.md). Finish writes markers with bounded
  * parallelism and deletes the markers of older versions of the same keys in DeleteObjects
  * batches, so the prefix holds about one marker per input object.
  */
@@ -22,6 +24,17 @@ export interface LedgerEntry {
   readonly version: string;
   readonly runId: string;
   readonly loadedAt: string;
+  /**
+   * The days (`YYYY-MM-DD`, of the table's partition column) the version's rows were loaded on: a
+   * superset (the days of the chunks that held its lines). Absent in markers written before days
+   * were recorded: the rows of such a version are then found without a partition predicate.
+   */
+  readonly days?: readonly string[];
+}
+
+/** An object version to mark loaded, with the days its rows touched. */
+export interface LoadedObject extends ObjectInfo {
+  readonly days?: readonly string[];
 }
 
 /** An object version a run refused, and why (the refused marker's body). */
@@ -69,6 +82,20 @@ export class LedgerIndex {
     return this.names.has(markerName(hash, version));
   }
 
+  /** The versions of the key whose hash this is that have a marker. */
+  versionsOf(hash: string): string[] {
+    const out: string[] = [];
+    for (const name of this.names) {
+      if (name.startsWith(hash) && name.charCodeAt(64) === 0x2f) out.push(decodeURIComponent(name.slice(65)));
+    }
+    return out;
+  }
+
+  /** Every marker's full key. */
+  allMarkers(): string[] {
+    return [...this.names].map((name) => `${this.prefix}${name}`);
+  }
+
   /** The full keys of the markers of these key hashes, except the marker `keep` of each. */
   markersOf(hashes: ReadonlySet<string>, keep?: ReadonlySet<string>): string[] {
     const out: string[] = [];
@@ -113,7 +140,7 @@ export async function markLoaded(
   store: ObjectStore,
   bucket: string,
   pipeline: string,
-  inputs: readonly ObjectInfo[],
+  inputs: readonly LoadedObject[],
   runId: string,
   loadedAt: string,
 ): Promise<{ written: number; deleted: number }> {
@@ -121,7 +148,7 @@ export async function markLoaded(
   const prefix = layout.ledgerPrefix(pipeline);
   const names = inputs.map((o, i) => markerName(hashes[i] as string, o.version));
   await mapLimit(inputs, S3_PARALLELISM, (o, i) => {
-    const entry: LedgerEntry = { key: o.key, version: o.version, runId, loadedAt };
+    const entry: LedgerEntry = { key: o.key, version: o.version, runId, loadedAt, ...(o.days ? { days: o.days } : {}) };
     return store.putJson(bucket, `${prefix}${names[i]}`, entry);
   });
   const keys = inputs.map((o) => o.key);
@@ -145,4 +172,58 @@ export async function markRefused(
   await mapLimit(entries, S3_PARALLELISM, (e) =>
     store.putJson(bucket, markerKey('refused', pipeline, e.key, e.version), e),
   );
+}
+
+/**
+ * The loaded markers of these keys, bodies read (one GET per marker): what each key has in the
+ * table now, and on which days. Verify reads it under the pipeline's lease, so that the rows a
+ * replace or a delete removes are those of the version loaded last, not of one seen at Plan.
+ */
+export async function loadedEntries(
+  store: ObjectStore,
+  bucket: string,
+  pipeline: string,
+  keys: readonly string[],
+): Promise<Map<string, LedgerEntry[]>> {
+  const out = new Map<string, LedgerEntry[]>();
+  if (keys.length === 0) return out;
+  const index = await readLedger(store, bucket, pipeline, 'loaded', keys);
+  const wanted = keys.flatMap((key) => {
+    const hash = keyHash(key);
+    return index
+      .versionsOf(hash)
+      .map((version) => ({ key, version, marker: markerKey('loaded', pipeline, key, version) }));
+  });
+  const bodies = await mapLimit(wanted, S3_PARALLELISM, (w) => store.getJson<LedgerEntry>(bucket, w.marker));
+  for (const [i, w] of wanted.entries()) {
+    const body = bodies[i];
+    const entry: LedgerEntry = body?.key === w.key ? body : { key: w.key, version: w.version, runId: '', loadedAt: '' };
+    const list = out.get(w.key);
+    if (list) list.push(entry);
+    else out.set(w.key, [entry]);
+  }
+  return out;
+}
+
+/** Every loaded marker of the pipeline, bodies read (one GET each, bounded parallelism): for a backfill with reload. */
+export async function allLoadedEntries(store: ObjectStore, bucket: string, pipeline: string): Promise<LedgerEntry[]> {
+  const index = await readLedger(store, bucket, pipeline, 'loaded');
+  const bodies = await mapLimit(index.allMarkers(), S3_PARALLELISM, (marker) =>
+    store.getJson<LedgerEntry>(bucket, marker),
+  );
+  return bodies.filter((b): b is LedgerEntry => typeof b?.key === 'string' && typeof b.version === 'string');
+}
+
+/** Deletes every loaded marker of these keys (their rows were removed): a later upload of the key loads again. */
+export async function unmarkLoaded(
+  store: ObjectStore,
+  bucket: string,
+  pipeline: string,
+  keys: readonly string[],
+): Promise<number> {
+  if (keys.length === 0) return 0;
+  const loaded = await readLedger(store, bucket, pipeline, 'loaded', keys);
+  const markers = loaded.markersOf(new Set(keys.map(keyHash)));
+  if (markers.length > 0) await store.deleteKeys(bucket, markers);
+  return markers.length;
 }

@@ -102,6 +102,11 @@ const schema = z.strictObject({
       }),
     )
     .default([]),
+  /**
+   * What deleting an input object does to its rows: `keep` them (the default), or `remove` them
+   * in one commit and re-derive the days they touched (see docs/loads.md).
+   */
+  onDelete: z.enum(['keep', 'remove']).default('keep'),
   schedule: z
     .strictObject({
       cron: z.string().regex(/^\S+( \S+){4}$/, 'must be a 5-field cron expression (minute hour day month weekday)'),

@@ -196,10 +196,47 @@ function batches<T>(items: readonly T[], size: number): T[][] {
 }
 
 const lineageMatch = LINEAGE_COLUMNS.map((c) => `t.${q(c.name)} = s.${q(c.name)}`).join(' AND ');
+/** The lineage of table alias `a` equals that of alias `b`. */
+const sameLineage = (a: string, b: string) =>
+  LINEAGE_COLUMNS.map((c) => `${a}.${q(c.name)} = ${b}.${q(c.name)}`).join(' AND ');
+/** The column that says whether a source row of a replacing MERGE is inserted or deletes its match. */
+const OP = q('sluice_op');
+const keyList = (keys: readonly string[]) => keys.map(literal).join(', ');
+
+/** Rows of an object already in the table that a load replaces: the key, and the days its rows are on. */
+export interface ReplacedRows {
+  readonly key: string;
+  /** The days of the rows in the table (from the ledger), or null when unknown (then no partition predicate). */
+  readonly days: readonly string[] | null;
+}
+
+/** How a load treats the rows already in the table (see docs/loads.md). */
+export interface LoadOptions {
+  /** Keys whose staged rows are not loaded: superseded, deleted, or with a failed chunk. */
+  readonly exclude?: readonly string[];
+  /**
+   * Keys whose rows in the table that this run did not stage are deleted in the same MERGE: a new
+   * version replaces the old one's rows (and rejects), a reload replaces the same version's rows.
+   */
+  readonly replace?: readonly ReplacedRows[];
+  /** A reload: staged rows already in the table (same lineage) are updated, so a changed transform applies. */
+  readonly reload?: boolean;
+}
 
 /**
  * MERGE statements that load one run's staging into the tables. Keyed on lineage, so
  * running them twice adds nothing. Split by day so each writes at most 100 partitions.
+ *
+ * With `replace`, the source of each MERGE is the staged rows (`sluice_op = 'insert'`) UNION ALL
+ * the rows of the replaced keys already in the table that this run did not stage (`'delete'`):
+ * `WHEN MATCHED AND delete THEN DELETE ... WHEN NOT MATCHED AND insert THEN INSERT`, so the old
+ * rows go and the new ones come in one commit per table, and a reader sees all of one or the
+ * other (https://docs.aws.amazon.com/athena/latest/ug/merge-into-statement.html: "A single
+ * statement can combine update, delete, and insert actions"; "MERGE INTO is transactional").
+ * The anti-join on lineage keeps every target row matched by at most one source row, which
+ * Athena requires ("A user error is raised when a single target table row matches more than
+ * one source row"). A replacement spanning more than 100 days is split like any load, and is
+ * then atomic per batch of days.
  */
 export function loadStatements(
   p: Pipeline,
@@ -207,66 +244,170 @@ export function loadStatements(
   days: readonly string[],
   hasStaged: boolean,
   hasRejects: boolean,
+  options: LoadOptions = {},
 ): string[] {
   const t = tableNames(p);
   const columns = loadedColumns(p);
   const statements: string[] = [];
-  if (hasStaged) {
-    for (const batch of batches(checkDays(days), MAX_DAYS_PER_STATEMENT)) {
-      statements.push(
-        [
-          `MERGE INTO ${q(t.main)} AS t`,
-          `USING (SELECT ${names(columns)} FROM ${q(t.staging)}`,
-          `  WHERE ${q('run_id')} = ${literal(runId)} AND CAST(${q(p.table.partitionDay)} AS DATE) IN (${dateLiterals(batch)})) AS s`,
-          // The partition predicate on the target lets the engine read only the days loaded:
-          // the join reads the target's lineage columns, and without it every load would read
-          // them for the whole table (cost and the workgroup's bytes-scanned cutoff grow with
-          // it). In a MERGE only the ON clause is pushed down to the target's scan, not the
-          // WHEN conditions (https://github.com/apache/iceberg/issues/3607). It cannot drop a
-          // match: a target row that matches a source row on lineage (key, version, offset)
-          // is the same input line, transformed the same way, so it is on the same day, which
-          // is one of the days of this batch.
-          `ON (${lineageMatch} AND ${partitionPredicate(p, batch, 't')})`,
-          `WHEN NOT MATCHED THEN INSERT (${names(columns)}) VALUES (${prefixed('s', columns)})`,
-        ].join('\n'),
-      );
-    }
+  const exclude = options.exclude ?? [];
+  const replace = options.replace ?? [];
+  const replacing = replace.length > 0 || options.reload === true;
+  const run = literal(runId);
+  const excluded = exclude.length > 0 ? ` AND NOT (${q('source_key')} IN (${keyList(exclude)}))` : '';
+  const stagedDays = hasStaged ? checkDays(days) : [];
+  const oldDays = replace.flatMap((r) => r.days ?? []);
+  const unknownDays = replace.some((r) => r.days === null);
+  const replacedOn = (batch: readonly string[] | null) => {
+    const keys = replace.filter((r) => r.days === null || batch === null || r.days.some((d) => batch.includes(d)));
+    if (keys.length === 0) return undefined;
+    return [
+      `  UNION ALL`,
+      `  SELECT ${prefixed('o', columns)}, 'delete' AS ${OP} FROM ${q(t.main)} AS o`,
+      `  WHERE o.${q('source_key')} IN (${keyList(keys.map((r) => r.key))})${batch ? ` AND ${partitionPredicate(p, batch, 'o')}` : ''}`,
+      `    AND NOT EXISTS (SELECT 1 FROM ${q(t.staging)} AS n WHERE n.${q('run_id')} = ${run} AND ${sameLineage('n', 'o')})`,
+    ].join('\n');
+  };
+  const mainBatches: (readonly string[] | null)[] = unknownDays
+    ? [null]
+    : batches(checkDays([...stagedDays, ...oldDays]), MAX_DAYS_PER_STATEMENT);
+  for (const batch of replacing ? mainBatches : batches(stagedDays, MAX_DAYS_PER_STATEMENT)) {
+    const staged = batch ? batch.filter((d) => stagedDays.includes(d)) : stagedDays;
+    const deletes = replacing ? replacedOn(batch) : undefined;
+    if (staged.length === 0 && !deletes) continue;
+    const source =
+      staged.length > 0
+        ? `SELECT ${names(columns)}${replacing ? `, 'insert' AS ${OP}` : ''} FROM ${q(t.staging)}\n` +
+          `  WHERE ${q('run_id')} = ${run} AND CAST(${q(p.table.partitionDay)} AS DATE) IN (${dateLiterals(staged)})${excluded}`
+        : undefined;
+    const union = [source, deletes]
+      .filter((part): part is string => part !== undefined)
+      .join('\n')
+      .replace(/^ {2}UNION ALL\n/, '');
+    statements.push(
+      [
+        `MERGE INTO ${q(t.main)} AS t`,
+        `USING (${union}) AS s`,
+        // The partition predicate on the target lets the engine read only the days loaded:
+        // the join reads the target's lineage columns, and without it every load would read
+        // them for the whole table (cost and the workgroup's bytes-scanned cutoff grow with
+        // it). In a MERGE only the ON clause is pushed down to the target's scan, not the
+        // WHEN conditions (https://github.com/apache/iceberg/issues/3607). It cannot drop a
+        // match: a target row that matches a source row on lineage (key, version, offset)
+        // is the same input line, transformed the same way, so it is on the same day, which
+        // is one of the days of this batch; a replaced row is selected on the batch's days.
+        `ON (${lineageMatch}${batch ? ` AND ${partitionPredicate(p, batch, 't')}` : ''})`,
+        ...(replacing ? mergeActions(p.table.columns, columns, options.reload === true) : []),
+        ...(!replacing ? [`WHEN NOT MATCHED THEN INSERT (${names(columns)}) VALUES (${prefixed('s', columns)})`] : []),
+      ].join('\n'),
+    );
   }
-  if (hasRejects) {
+  if (hasRejects || replacing) {
     // The rejects table is not partitioned, so there is no predicate to prune it with: this
     // MERGE reads the lineage columns of every rejected row so far. It grows with rejected
-    // rows only, which rejects.maxShare bounds per run.
+    // rows only, which rejects.maxShare bounds per run. (Verify leaves the excluded keys out
+    // of the run's rejects file, so no filter is needed here.)
+    const source = `SELECT ${names(REJECT_COLUMNS)}${replacing ? `, 'insert' AS ${OP}` : ''} FROM ${q(t.rejectsStaging)} WHERE ${q('run_id')} = ${run}`;
+    const deletes =
+      replacing && replace.length > 0
+        ? [
+            `  UNION ALL`,
+            `  SELECT ${prefixed('o', REJECT_COLUMNS)}, 'delete' AS ${OP} FROM ${q(t.rejects)} AS o`,
+            `  WHERE o.${q('source_key')} IN (${keyList(replace.map((r) => r.key))})`,
+            `    AND NOT EXISTS (SELECT 1 FROM ${q(t.rejectsStaging)} AS n WHERE n.${q('run_id')} = ${run} AND ${sameLineage('n', 'o')})`,
+          ].join('\n')
+        : undefined;
+    const rejectValues = REJECT_COLUMNS.filter((c) => !LINEAGE_COLUMNS.some((l) => l.name === c.name));
     statements.push(
       [
         `MERGE INTO ${q(t.rejects)} AS t`,
-        `USING (SELECT ${names(REJECT_COLUMNS)} FROM ${q(t.rejectsStaging)} WHERE ${q('run_id')} = ${literal(runId)}) AS s`,
+        `USING (${source}${deletes ? `\n${deletes}` : ''}) AS s`,
         `ON (${lineageMatch})`,
-        `WHEN NOT MATCHED THEN INSERT (${names(REJECT_COLUMNS)}) VALUES (${prefixed('s', REJECT_COLUMNS)})`,
+        ...(replacing
+          ? mergeActions(rejectValues, REJECT_COLUMNS, options.reload === true)
+          : [`WHEN NOT MATCHED THEN INSERT (${names(REJECT_COLUMNS)}) VALUES (${prefixed('s', REJECT_COLUMNS)})`]),
       ].join('\n'),
     );
   }
   return statements;
 }
 
+/** The WHEN clauses of a replacing MERGE: delete the replaced rows, insert the staged ones (a reload updates them). */
+function mergeActions(values: readonly Column[], columns: readonly Column[], reload: boolean): string[] {
+  return [
+    `WHEN MATCHED AND s.${OP} = 'delete' THEN DELETE`,
+    ...(reload && values.length > 0
+      ? [`WHEN MATCHED THEN UPDATE SET ${values.map((c) => `${q(c.name)} = s.${q(c.name)}`).join(', ')}`]
+      : []),
+    `WHEN NOT MATCHED AND s.${OP} = 'insert' THEN INSERT (${names(columns)}) VALUES (${prefixed('s', columns)})`,
+  ];
+}
+
+/**
+ * Statements that remove the rows (and rejects) of deleted input objects: one `DELETE` per table
+ * (per 100 days of the main table), each one commit
+ * (https://docs.aws.amazon.com/athena/latest/ug/delete-statement.html). `days` are the days the
+ * rows are on, from the ledger; null when unknown (no partition predicate then).
+ */
+export function removeStatements(p: Pipeline, keys: readonly string[], days: readonly string[] | null): string[] {
+  if (keys.length === 0) return [];
+  const t = tableNames(p);
+  const ofKeys = `${q('source_key')} IN (${keyList(keys)})`;
+  const main =
+    days === null
+      ? [`DELETE FROM ${q(t.main)} WHERE ${ofKeys}`]
+      : batches(checkDays(days), MAX_DAYS_PER_STATEMENT).map(
+          (batch) => `DELETE FROM ${q(t.main)} WHERE ${ofKeys} AND ${partitionPredicate(p, batch)}`,
+        );
+  return [...main, `DELETE FROM ${q(t.rejects)} WHERE ${ofKeys}`];
+}
+
+/**
+ * The column of a derived table that holds the day its rows are for: its first `date` key
+ * column. Rows of a rebuilt day that the rebuild no longer produces are deleted through it.
+ */
+export function derivedDayColumn(d: Pipeline['derived'][number]): string | undefined {
+  return d.key.find((k) => d.columns.find((c) => c.name === k)?.type === 'date');
+}
+
 /**
  * One atomic MERGE per derived table and batch of days: readers never see a half-rebuilt day.
  * The key match is null-safe (`IS NOT DISTINCT FROM`, in Trino and DuckDB alike): with `=`, a
  * NULL key never matches, so each rebuild would insert its row again.
+ *
+ * When the derived table has a `date` key column (see {@link derivedDayColumn}), the rows of
+ * the rebuilt days that the rebuild no longer yields (a path whose rows were all replaced or
+ * removed) are deleted in the same MERGE: the source adds them with `sluice_op = 'delete'`.
+ * Without one, such rows stay (the MERGE only updates and inserts).
  */
 export function deriveStatements(p: Pipeline, days: readonly string[]): string[] {
   return p.derived.flatMap((d) => {
     const values = d.columns.filter((c) => !d.key.includes(c.name));
-    return batches(checkDays(days), MAX_DAYS_PER_STATEMENT).map((batch) =>
-      [
+    const dayColumn = derivedDayColumn(d);
+    const keyMatch = (a: string, b: string) =>
+      d.key.map((k) => `${a}.${q(k)} IS NOT DISTINCT FROM ${b}.${q(k)}`).join(' AND ');
+    return batches(checkDays(days), MAX_DAYS_PER_STATEMENT).map((batch) => {
+      const sql = d.sql.trim().replaceAll('{{days}}', dateLiterals(batch));
+      const fresh = q('sluice_fresh');
+      const source = dayColumn
+        ? [
+            `WITH ${fresh} AS (${sql})`,
+            `  SELECT ${names(d.columns)}, 'upsert' AS ${OP} FROM ${fresh}`,
+            `  UNION ALL`,
+            `  SELECT ${prefixed('o', d.columns)}, 'delete' AS ${OP} FROM ${q(d.name)} AS o`,
+            `  WHERE o.${q(dayColumn)} IN (${dateLiterals(batch)}) AND NOT EXISTS (SELECT 1 FROM ${fresh} AS n WHERE ${keyMatch('n', 'o')})`,
+          ].join('\n')
+        : sql;
+      return [
         `MERGE INTO ${q(d.name)} AS t`,
-        `USING (${d.sql.trim().replaceAll('{{days}}', dateLiterals(batch))}) AS s`,
-        `ON (${d.key.map((k) => `t.${q(k)} IS NOT DISTINCT FROM s.${q(k)}`).join(' AND ')})`,
+        `USING (${source}) AS s`,
+        `ON (${keyMatch('t', 's')})`,
+        ...(dayColumn ? [`WHEN MATCHED AND s.${OP} = 'delete' THEN DELETE`] : []),
         ...(values.length > 0
           ? [`WHEN MATCHED THEN UPDATE SET ${values.map((c) => `${q(c.name)} = s.${q(c.name)}`).join(', ')}`]
           : []),
-        `WHEN NOT MATCHED THEN INSERT (${names(d.columns)}) VALUES (${prefixed('s', d.columns)})`,
-      ].join('\n'),
-    );
+        `WHEN NOT MATCHED${dayColumn ? ` AND s.${OP} = 'upsert'` : ''} THEN INSERT (${names(d.columns)}) VALUES (${prefixed('s', d.columns)})`,
+      ].join('\n');
+    });
   });
 }
 

@@ -7,7 +7,7 @@ import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Config } from '../config.ts';
 import type { Chunk, ChunkPart, Compression, PlanEvent, RunRecord, RunRequest, RunState } from '../contracts.ts';
 import { InputError, RequestError } from '../errors.ts';
-import { keyHash, markRefused, type RefusedEntry, readLedger } from '../ledger/ledger.ts';
+import { allLoadedEntries, keyHash, markRefused, type RefusedEntry, readLedger } from '../ledger/ledger.ts';
 import { readAppliedTables } from '../pipeline/applied-tables.ts';
 import { matchesInput, type Pipeline } from '../pipeline/definition.ts';
 import { needsSetup, setupStatementsFor } from '../pipeline/evolution.ts';
@@ -42,9 +42,17 @@ export function validateRequest(event: PlanEvent, pipelines: ReadonlyMap<string,
   if (!pipelines.has(request.pipeline)) {
     throw new RequestError(`unknown pipeline "${request.pipeline}"; known: ${[...pipelines.keys()].join(', ')}`);
   }
-  if (request.trigger === 'object') {
+  if (request.redriveOf !== undefined && typeof request.redriveOf !== 'string') {
+    throw new RequestError('"redriveOf" of a run request must be the run id of the failed run it continues');
+  }
+  if (request.trigger === 'object' || request.trigger === 'delete') {
     if (typeof request.bucket !== 'string' || typeof request.key !== 'string') {
-      throw new RequestError('an "object" run request needs "bucket" and "key"');
+      throw new RequestError(`an "${request.trigger}" run request needs "bucket" and "key"`);
+    }
+  } else if (request.trigger === 'backfill') {
+    checkWindow(request.from, request.to);
+    if (request.reload !== undefined && typeof request.reload !== 'boolean') {
+      throw new RequestError('"reload" of a "backfill" run request must be true or false');
     }
   } else if (request.trigger === 'manual') {
     if (
@@ -54,9 +62,38 @@ export function validateRequest(event: PlanEvent, pipelines: ReadonlyMap<string,
       throw new RequestError('"keys" of a "manual" run request must be a list of object keys');
     }
   } else if (request.trigger !== 'schedule') {
-    throw new RequestError(`"trigger" must be object, schedule or manual, not ${JSON.stringify(request.trigger)}`);
+    throw new RequestError(
+      `"trigger" must be object, delete, schedule, manual or backfill, not ${JSON.stringify(request.trigger)}`,
+    );
   }
   return request as RunRequest;
+}
+
+/** Most days one backfill run re-derives: `sluice backfill` splits a longer window into runs. */
+export const MAX_BACKFILL_DAYS = 366;
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+const isDay = (value: unknown): value is string =>
+  typeof value === 'string' && DAY.test(value) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value);
+
+/** The days `from`..`to`, inclusive; a window that is not one fails naming what is wrong. */
+export function checkWindow(from: unknown, to: unknown): string[] {
+  if (!isDay(from) || !isDay(to)) {
+    throw new RequestError(
+      `a "backfill" run request needs "from" and "to" days (YYYY-MM-DD), not ${JSON.stringify(from)} and ${JSON.stringify(to)}`,
+    );
+  }
+  if (from > to) throw new RequestError(`the backfill window ends (${to}) before it starts (${from})`);
+  const days: string[] = [];
+  for (const d = new Date(`${from}T00:00:00Z`); d.toISOString().slice(0, 10) <= to; d.setUTCDate(d.getUTCDate() + 1)) {
+    days.push(d.toISOString().slice(0, 10));
+    if (days.length > MAX_BACKFILL_DAYS) {
+      throw new RequestError(
+        `the backfill window ${from}..${to} is longer than ${MAX_BACKFILL_DAYS} days; split it (sluice backfill does)`,
+      );
+    }
+  }
+  return days;
 }
 
 /** EventBridge sends object keys URL-encoded (`+` for spaces); the CLI and Scheduler send them plain. */
@@ -70,6 +107,8 @@ export function decodeEventKey(key: string): string {
 
 async function resolveInputs(request: RunRequest, p: Pipeline, deps: PlannerDeps): Promise<ObjectInfo[]> {
   const { store, config } = deps;
+  // A delete run loads nothing (Verify removes the key's rows); a backfill without reload only re-derives.
+  if (request.trigger === 'delete' || (request.trigger === 'backfill' && !request.reload)) return [];
   if (request.trigger === 'object') {
     if (request.bucket !== config.inputBucket) {
       throw new RequestError(`bucket "${request.bucket}" is not the input bucket ${config.inputBucket}`);
@@ -93,7 +132,29 @@ async function resolveInputs(request: RunRequest, p: Pipeline, deps: PlannerDeps
     if (missing.length > 0) throw new InputError(`not inputs of pipeline ${p.name}: ${missing.join(', ')}`);
     return found;
   }
+  if (request.trigger === 'backfill') return loadedInWindow(listed, p, deps, checkWindow(request.from, request.to));
   return listed;
+}
+
+/**
+ * A backfill with reload: the listed objects whose current version is the one loaded, with rows
+ * on a day of the window (by their ledger markers; a marker without days counts as touching it).
+ * An object changed since its load is left to its own run; a deleted one cannot be read again.
+ */
+async function loadedInWindow(
+  listed: readonly ObjectInfo[],
+  p: Pipeline,
+  deps: PlannerDeps,
+  window: readonly string[],
+): Promise<ObjectInfo[]> {
+  const entries = await allLoadedEntries(deps.store, deps.config.workingBucket, p.name);
+  const inWindow = new Set(window);
+  const wanted = new Set(
+    entries
+      .filter((e) => e.days === undefined || e.days.some((d) => inWindow.has(d)))
+      .map((e) => `${e.key}\n${e.version}`),
+  );
+  return listed.filter((o) => wanted.has(`${o.key}\n${o.version}`));
 }
 
 /**
@@ -342,8 +403,18 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
   const runId = assertRunId(event.runId);
   const p = deps.pipelines.get(request.pipeline) as Pipeline;
   const { store, config } = deps;
+  if (request.trigger === 'delete' && p.onDelete !== 'remove') {
+    throw new RequestError(
+      `pipeline ${p.name} keeps the rows of deleted input objects (onDelete: keep); set onDelete: remove in ${p.file} to remove them`,
+    );
+  }
+  if (request.trigger === 'delete' && request.bucket !== config.inputBucket) {
+    throw new RequestError(`bucket "${request.bucket}" is not the input bucket ${config.inputBucket}`);
+  }
   const candidates = await resolveInputs(request, p, deps);
-  const inputs = await notYetLoaded(candidates, p, deps, request.trigger === 'schedule');
+  // A reload plans versions that are loaded: that is its point.
+  const reload = request.trigger === 'backfill' && request.reload === true;
+  const inputs = reload ? candidates : await notYetLoaded(candidates, p, deps, request.trigger === 'schedule');
   const planned = await inspectAll(inputs, p, deps, runId);
   const chunkSize = config.chunkSizeOverride ?? p.processing.chunkSize;
   const chunks = splitIntoChunks(planned, p, chunkSize, runId);
@@ -362,6 +433,7 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
     stoppedAt: null,
     inputKeys: inputs.map((o) => o.key),
     chunks: chunks.length,
+    ...(request.redriveOf ? { redriveOf: request.redriveOf } : {}),
   };
   const [setupMarker] = await Promise.all([
     store.head(config.workingBucket, layout.setupMarker(p.name, hash)),
@@ -382,5 +454,10 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
     toleratedFailurePercentage: p.processing.toleratedFailurePercentage,
     setup: setupMarker !== undefined && !needsSetup(p, applied) ? [] : statements,
     setupHash: hash,
+    // The key as the event sent it: Verify finds its rows under it or, EventBridge sending keys URL-encoded, its decoded form.
+    ...(request.trigger === 'delete' ? { remove: request.key } : {}),
+    ...(request.trigger === 'backfill' ? { window: { from: request.from, to: request.to } } : {}),
+    ...(reload ? { reload: true } : {}),
+    ...(request.redriveOf ? { redriveOf: request.redriveOf } : {}),
   };
 }

@@ -6,13 +6,14 @@
  */
 import type { Config } from '../config.ts';
 import type { RunRecord, RunState, VerifyResult } from '../contracts.ts';
-import { markLoaded } from '../ledger/ledger.ts';
+import { markLoaded, unmarkLoaded } from '../ledger/ledger.ts';
 import { recordAppliedTables } from '../pipeline/applied-tables.ts';
 import type { Pipeline } from '../pipeline/definition.ts';
 import type { RunInputs } from '../planning/planner.ts';
 import { layout } from '../storage/layout.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { runPipeline } from './run-state.ts';
+import { type VerifiedInputs, verifiedInputsKey } from './verify.ts';
 
 export interface FinishDeps {
   readonly store: ObjectStore;
@@ -34,8 +35,15 @@ export async function finish(run: FinishedRun, deps: FinishDeps): Promise<Finish
   const p = runPipeline(run, deps.pipelines);
   const { store, config } = deps;
   const stoppedAt = deps.now().toISOString();
-  const inputs = (await store.getJson<RunInputs>(config.workingBucket, layout.runInputs(p.name, run.runId))) ?? [];
+  // What Verify decided this run loads (not the objects it found superseded, deleted or partly
+  // failed: they stay unmarked) and removes; a state from before verified.json marks every input.
+  const verified = await store.getJson<VerifiedInputs>(config.workingBucket, verifiedInputsKey(p.name, run.runId));
+  const inputs =
+    verified?.loaded ??
+    (await store.getJson<RunInputs>(config.workingBucket, layout.runInputs(p.name, run.runId))) ??
+    [];
   await markLoaded(store, config.workingBucket, p.name, inputs, run.runId, stoppedAt);
+  await unmarkLoaded(store, config.workingBucket, p.name, verified?.removed ?? []);
   const record: RunRecord = {
     id: run.runId,
     pipeline: p.name,
@@ -44,6 +52,7 @@ export async function finish(run: FinishedRun, deps: FinishDeps): Promise<Finish
     startedAt: run.startedAt,
     stoppedAt,
     inputKeys: inputs.map((o) => o.key),
+    ...(run.redriveOf ? { redriveOf: run.redriveOf } : {}),
     ...run.verify.summary,
   };
   await Promise.all([

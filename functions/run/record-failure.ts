@@ -27,6 +27,8 @@ export interface FailureEvent {
   readonly run?: {
     readonly pipeline?: string;
     readonly trigger?: Trigger;
+    /** The failed run a redrive continues (in the request and in the run state alike). */
+    readonly redriveOf?: string;
     readonly error?: CaughtError;
   };
   readonly error?: CaughtError;
@@ -91,6 +93,7 @@ export async function recordFailure(event: FailureEvent, deps: FailureDeps): Pro
     id: runId,
     pipeline,
     trigger: event.run?.trigger ?? previous?.trigger ?? 'manual',
+    ...(typeof event.run?.redriveOf === 'string' ? { redriveOf: event.run.redriveOf } : {}),
     status: 'FAILED',
     startedAt: event.startedAt,
     stoppedAt: deps.now().toISOString(),

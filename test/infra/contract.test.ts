@@ -24,6 +24,8 @@ import type {
   VerifyResult,
 } from '../../functions/contracts.ts';
 import * as errors from '../../functions/errors.ts';
+import type { LeaseEvent, LeaseOutput } from '../../functions/handlers/lease.ts';
+import * as leaseErrors from '../../functions/lease/lease.ts';
 import type { FailureEvent, FailureOutput } from '../../functions/run/record-failure.ts';
 import { aslPlaceholders } from '../../infra/asl.ts';
 import { ASL_FILE } from './fixture.ts';
@@ -55,6 +57,11 @@ const runState = {
   toleratedFailurePercentage: 0,
   setup: [],
   setupHash: 'abc',
+  // Every optional field, so that the ASL is checked against all of them (no one run has them all).
+  remove: 'access-logs/a.csv',
+  window: { from: '2026-02-01', to: '2026-02-28' },
+  reload: true,
+  redriveOf: 'run-20260228-0001',
 } satisfies Required<RunState>;
 const chunk = {
   runId,
@@ -98,6 +105,10 @@ const HANDLER_SAMPLES: Record<HandlerName, { event: object; result: Json }> = {
       status: 'FAILED',
       error: { error: 'Sluice.InputError', cause: 'y', message: 'access-logs/x.csv: line 2 has 3 fields, not 10.' },
     } satisfies FailureOutput,
+  },
+  lease: {
+    event: { action: 'acquire', request: runRequest, runId } satisfies LeaseEvent,
+    result: { pipeline: 'access-logs', holder: runId, expiresAt: startedAt } satisfies LeaseOutput,
   },
 };
 const byPlaceholder = new Map(
@@ -381,8 +392,8 @@ const ATHENA_ERRORS = [
   'Athena.TooManyRequestsException',
   'Athena.AthenaException',
 ];
-/** The `name` of every error class of functions/errors.ts, read from an instance. */
-const CLASS_ERROR_NAMES = Object.values(errors as Record<string, unknown>)
+/** The `name` of every error class of functions/errors.ts (and of the lease's module), read from an instance. */
+const CLASS_ERROR_NAMES = [...Object.values(errors as Record<string, unknown>), ...Object.values(leaseErrors)]
   .filter((v): v is new (message: string) => Error => typeof v === 'function' && v.prototype instanceof Error)
   .map((ErrorClass) => new ErrorClass('sample').name);
 
@@ -430,7 +441,15 @@ describe('the ASL and the TypeScript contracts', () => {
         if (s.ItemProcessor) collect(s.ItemProcessor as unknown as Machine);
       }
     })(asl);
-    expect(lambdaTasks.map(([name]) => name).sort()).toEqual(['Finish', 'Plan', 'Verify', 'Work']);
+    expect(lambdaTasks.map(([name]) => name).sort()).toEqual([
+      'AcquireLease',
+      'Finish',
+      'Plan',
+      'ReleaseLease',
+      'ReleaseLeaseAfterFailure',
+      'Verify',
+      'Work',
+    ]);
     for (const [name, s] of lambdaTasks) {
       const retried = ((s.Retry ?? []) as { ErrorEquals: string[] }[]).flatMap((r) => r.ErrorEquals);
       expect(retried, name).toEqual(expect.arrayContaining([transient, 'Lambda.ClientExecutionTimeoutException']));
