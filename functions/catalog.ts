@@ -71,6 +71,16 @@ export const HANDLERS = {
     memorySize: 256,
     timeoutSeconds: 60,
   },
+  // The load lease (functions/lease/): an acquire waits up to 45 s in the function for a busy lease.
+  lease: {
+    id: 'Lease',
+    entry: 'lease.ts',
+    placeholder: 'LeaseFunctionArn',
+    localName: 'sluice-lease',
+    duckdb: false,
+    memorySize: 256,
+    timeoutSeconds: 90,
+  },
 } as const satisfies Record<string, HandlerSpec>;
 
 export type HandlerName = keyof typeof HANDLERS;

@@ -5,8 +5,8 @@
  */
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { Duration, RemovalPolicy, type Size } from 'aws-cdk-lib';
-import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { ArnFormat, Duration, RemovalPolicy, type Size, Stack } from 'aws-cdk-lib';
+import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { type BundlingOptions, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -14,6 +14,7 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ENV, HANDLERS, type HandlerName, type HandlerSpec } from '../functions/catalog.ts';
 import { ConfigError } from '../functions/errors.ts';
+import { LEASE_PREFIX } from '../functions/lease/lease.ts';
 import { acknowledge, resourceFinding } from './nag.ts';
 import { type CpuArchitecture, npmCpu } from './target.ts';
 
@@ -23,6 +24,8 @@ export interface HandlersProps {
   readonly pipelinesDir: string;
   readonly buckets: { readonly input: IBucket; readonly working: IBucket; readonly warehouse: IBucket };
   readonly glueDatabase: string;
+  /** The state machine's name: the lease function asks DescribeExecution about its executions. */
+  readonly stateMachineName: string;
   readonly logRetention: RetentionDays;
   /** Architecture of every function, and of the DuckDB binding installed next to their bundles. */
   readonly architecture: CpuArchitecture;
@@ -68,7 +71,7 @@ export function bundlingEnvironment(architecture: CpuArchitecture): Record<strin
 }
 
 /**
- * The five Lambda handlers of the state machine, bundled with esbuild for Node 24 on the chosen
+ * The Lambda handlers of the state machine, bundled with esbuild for Node 24 on the chosen
  * architecture (arm64 on AWS). Each has its own role (logging to its own log group only, plus its
  * bucket grants) instead of AWSLambdaBasicExecutionRole, whose log permissions cover every log
  * group of the account.
@@ -80,6 +83,7 @@ export class Handlers extends Construct {
   readonly verify: NodejsFunction;
   readonly finish: NodejsFunction;
   readonly recordFailure: NodejsFunction;
+  readonly lease: NodejsFunction;
 
   constructor(scope: Construct, id: string, props: HandlersProps) {
     super(scope, id);
@@ -167,6 +171,7 @@ export class Handlers extends Construct {
       verify: this.verify,
       finish: this.finish,
       recordFailure: this.recordFailure,
+      lease: this.lease,
     } = this.functions);
 
     // Least privilege from the code: only Finish deletes (staging and rejects of its run).
@@ -176,6 +181,8 @@ export class Handlers extends Construct {
       [this.plan, working, 'put'],
       [this.work, input, 'read'],
       [this.work, working, 'put'],
+      // Verify checks that each input's planned version is still its current one (HeadObject, ListObjectsV2).
+      [this.verify, input, 'read'],
       [this.verify, working, 'read'],
       [this.verify, working, 'put'],
       [this.finish, working, 'readWrite'],
@@ -183,6 +190,7 @@ export class Handlers extends Construct {
       [this.recordFailure, working, 'read'],
       [this.recordFailure, working, 'put'],
     ];
+    this.grantLease(working, props.stateMachineName);
     const wildcards = new Map<NodejsFunction, Set<string>>();
     for (const [fn, bucket, access] of grants) {
       GRANT[access](bucket, fn);
@@ -200,6 +208,35 @@ export class Handlers extends Construct {
         [...findings],
       );
     }
+  }
+
+  /**
+   * The lease function reads, writes and deletes the lease objects and nothing else: no bucket
+   * grant (whose action sets are wider), one statement on the lease prefix. A conditional delete
+   * with an ETag needs s3:GetObject besides s3:DeleteObject
+   * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html).
+   */
+  private grantLease(working: IBucket, stateMachineName: string): void {
+    const leases = working.arnForObjects(`${LEASE_PREFIX}*`);
+    this.lease.addToRolePolicy(
+      new PolicyStatement({ actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], resources: [leases] }),
+    );
+    // Built from the name, not the state machine's attribute: the state machine names this function, so a
+    // reference back would be a dependency cycle. DescribeExecution's resource is an execution ARN
+    // (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html).
+    const executions = Stack.of(this).formatArn({
+      service: 'states',
+      resource: 'execution',
+      resourceName: `${stateMachineName}:*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    this.lease.addToRolePolicy(new PolicyStatement({ actions: ['states:DescribeExecution'], resources: [executions] }));
+    acknowledge(
+      this.lease.role ?? this.lease,
+      'AwsSolutions-IAM5',
+      "The lease objects of the working bucket (one per pipeline, named at run time), with GetObject, PutObject and DeleteObject only; DescribeExecution on the pipeline state machine's executions (named at run time), to see whether the lease's holder still runs.",
+      [resourceFinding(this, leases), resourceFinding(this, executions)],
+    );
   }
 
   get all(): NodejsFunction[] {

@@ -130,7 +130,7 @@ const DEFAULTS = {
 } as const;
 
 /**
- * Sluice on AWS: the buckets, the five functions, the state machine from the ASL file, the
+ * Sluice on AWS: the buckets, the six functions, the state machine from the ASL file, the
  * Glue database and Athena workgroup, and per pipeline of `pipelines/` an object-created
  * rule and (when it has one) a schedule. Failures notify an SNS topic.
  */
@@ -156,6 +156,7 @@ export class SluiceStack extends Stack {
       pipelinesDir: settings.pipelinesDir,
       buckets: storage,
       glueDatabase: warehouse.databaseName,
+      stateMachineName: settings.stateMachineName,
       architecture: settings.architecture,
       s3ForcePathStyle: settings.target === 'localstack',
       logRetention: settings.logRetention,

@@ -217,7 +217,7 @@ export class PipelineStateMachine extends Construct {
     acknowledge(
       role,
       'AwsSolutions-IAM5',
-      'The five handler functions by ARN; ":*" is the same functions\' versions and aliases (lambda:invoke may be given a qualified ARN).',
+      'The six handler functions by ARN; ":*" is the same functions\' versions and aliases (lambda:invoke may be given a qualified ARN).',
       fns.map((fn) => resourceFinding(this, `${fn.functionArn}:*`)),
     );
     acknowledge(

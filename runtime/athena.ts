@@ -23,6 +23,16 @@
  * https://docs.aws.amazon.com/athena/latest/APIReference/API_QueryExecutionStatus.html
  * https://docs.aws.amazon.com/athena/latest/APIReference/API_GetQueryResults.html
  * https://docs.aws.amazon.com/athena/latest/APIReference/API_ListQueryExecutions.html
+ *
+ * Iceberg's optimistic concurrency, as Athena reports it: a statement that writes an Iceberg table
+ * (MERGE, INSERT, DELETE, UPDATE, OPTIMIZE) and was submitted before another write to the same table
+ * committed fails, FAILED with `ICEBERG_COMMIT_ERROR: Failed to commit Iceberg update to table ...`,
+ * and changes nothing: the later of two overlapping commits loses, as on Athena
+ * (https://repost.aws/knowledge-center/athena-iceberg-table-error). The local engine runs one
+ * statement at a time, so "overlapping" is judged from the submission: the table's commits since
+ * StartQueryExecution. With fault injection (`runtime/faults.ts`, `commit-conflict=<rate>`) a write
+ * also fails that way at that rate, so that the state machine's retry path runs. Commits are
+ * counted in this process (the lease, functions/lease/, serializes runs across processes).
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -32,6 +42,7 @@ import {
   type DuckDBValue,
   ResultReturnType,
 } from '@duckdb/node-api';
+import { type Faults, faults as processFaults } from './faults.ts';
 
 export type QueryState = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
 
@@ -138,6 +149,8 @@ interface LocalAthenaCommonOptions {
   readonly resultsKept?: number;
   /** @default {@link DEFAULT_RESULT_BYTES_KEPT} */
   readonly resultBytesKept?: number;
+  /** The faults to inject (`commit-conflict`), read at each statement. @default the process's (`SLUICE_FAULTS`) */
+  readonly faults?: () => Faults;
 }
 
 export type LocalAthenaOptions = LocalAthenaCommonOptions &
@@ -166,10 +179,29 @@ interface Entry {
   results?: QueryResults;
   /** The result was dropped to keep the registry within its bounds. */
   resultsDropped?: boolean;
+  /** The Iceberg table the statement writes, and how many commits that table had when it was submitted. */
+  writes?: { readonly table: string; readonly basis: number };
 }
 
 const DDL = /^(CREATE|ALTER|DROP|MSCK|COMMENT)\b/i;
 const UTILITY = /^(SHOW|DESCRIBE|EXPLAIN|USE)\b/i;
+
+const WRITE =
+  /^(?:MERGE\s+INTO|INSERT\s+INTO|DELETE\s+FROM|UPDATE|OPTIMIZE)\s+((?:"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_]\w*)(?:\s*\.\s*(?:"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_]\w*))*)/i;
+const NAME_PART = /"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_]\w*/g;
+
+/**
+ * The table a statement commits to as an Iceberg write (MERGE INTO, INSERT INTO, DELETE FROM,
+ * UPDATE, OPTIMIZE), lower-case and without its database; undefined for anything else.
+ */
+export function writtenTable(sql: string): string | undefined {
+  const start = sql.replace(/^(\s+|--[^\n]*\n?|\/\*[\s\S]*?\*\/)+/, '');
+  const name = WRITE.exec(start)?.[1];
+  const last = name?.match(NAME_PART)?.at(-1);
+  if (!last) return undefined;
+  const unquoted = last.startsWith('"') ? last.slice(1, -1).replaceAll('""', '"') : last.replace(/^`|`$/g, '');
+  return unquoted.toLowerCase();
+}
 
 /** Athena's StatementType of a statement (comments and parentheses at the start are skipped). */
 function statementType(sql: string): StatementType {
@@ -185,6 +217,8 @@ export class LocalAthena implements AthenaApi {
   private readonly tokens = new Map<string, string>();
   /** The queries run one after another, in start order. */
   private queue: Promise<void> = Promise.resolve();
+  /** Commits per Iceberg table (the written statements that succeeded), for the commit-conflict check. */
+  private readonly commits = new Map<string, number>();
   /** The entries whose results are kept, oldest first, with their estimated sizes. */
   private readonly kept = new Map<Entry, number>();
   private keptBytes = 0;
@@ -215,6 +249,8 @@ export class LocalAthena implements AthenaApi {
       submitted: new Date().toISOString(),
       stopRequested: false,
     };
+    const table = writtenTable(query);
+    if (table !== undefined) entry.writes = { table, basis: this.commits.get(table) ?? 0 };
     this.queries.set(id, entry);
     this.queue = this.queue.then(() => this.runEntry(entry));
     return { QueryExecutionId: id };
@@ -367,13 +403,37 @@ export class LocalAthena implements AthenaApi {
     entry.completed = new Date().toISOString();
   }
 
+  /**
+   * Athena's reason for a write that loses to a commit made since it was submitted (or that the
+   * injected faults make lose); undefined when the statement may commit.
+   */
+  private commitConflict(entry: Entry): string | undefined {
+    const writes = entry.writes;
+    if (!writes) return undefined;
+    const committed = (this.commits.get(writes.table) ?? 0) !== writes.basis;
+    if (!committed && !(this.options.faults ?? processFaults)().roll('commit-conflict', writes.table)) return undefined;
+    const database = entry.execution.QueryExecutionContext.Database ?? 'default';
+    return (
+      `ICEBERG_COMMIT_ERROR: Failed to commit Iceberg update to table: ${database}.${writes.table}: ` +
+      (committed
+        ? 'another write to the table committed after this query was submitted; nothing was changed, run the query again'
+        : 'a commit conflict injected by SLUICE_FAULTS (commit-conflict); nothing was changed, run the query again')
+    );
+  }
+
   private async runEntry(entry: Entry): Promise<void> {
     if (entry.state !== 'QUEUED') return;
     entry.state = 'RUNNING';
+    const conflict = this.commitConflict(entry);
+    if (conflict) {
+      this.finish(entry, 'FAILED', conflict);
+      return;
+    }
     try {
       const results = this.options.query
         ? await this.options.query(entry.execution.Query)
         : await this.options.run(entry.execution.Query);
+      if (entry.writes) this.commits.set(entry.writes.table, (this.commits.get(entry.writes.table) ?? 0) + 1);
       if (entry.stopRequested) {
         // The local engine cannot interrupt a statement: it ran to its end, as a late cancel on Athena may.
         this.finish(entry, 'CANCELLED', 'Query was cancelled by StopQueryExecution while it ran.');

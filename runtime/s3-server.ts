@@ -17,6 +17,10 @@
  * - `If-Match` on GetObject and HeadObject (s3rver only implements If-None-Match): when the
  *   object's ETag differs, S3 answers 412 PreconditionFailed.
  *   https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html (If-Match)
+ * - Conditional writes and deletes (`conditionalRequest` below; checked by the store under the key's
+ *   lock): If-None-Match: * and If-Match on PutObject and CompleteMultipartUpload, If-Match on
+ *   DeleteObject, answered 412 PreconditionFailed, 404 NoSuchKey or 409 ConditionalRequestConflict.
+ *   https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
  * - ListObjectsV2 past 1,000 keys: s3rver makes its continuation tokens with DES, which the
  *   OpenSSL 3 of Node >= 17 no longer has, so every listing that needs a second page failed with
  *   InternalError. The continuation tokens are made here instead (opaque to clients, as S3's).
@@ -30,7 +34,8 @@ import S3rver, { type Middleware, type S3rverContext } from 's3rver';
 import S3Error from 's3rver/lib/models/error.js';
 import { type AwsJsonHandler, awsJsonApis } from './aws-api.ts';
 import { AwsChunkedDecoder, decodedHeaders, isAwsChunked } from './aws-chunked.ts';
-import { ObjectStore, type ObjectVersion } from './s3-store.ts';
+import { faults } from './faults.ts';
+import { ObjectStore, type ObjectVersion, type WriteConditions } from './s3-store.ts';
 
 /** The buckets of the stack, under their local names. */
 export const LOCAL_BUCKETS = {
@@ -66,6 +71,16 @@ export interface ObjectCreated {
   readonly versionId?: string;
 }
 
+/**
+ * An object was deleted (DeleteObject, or one key of DeleteObjects, of an object that existed):
+ * what the EventBridge "Object Deleted" event's detail carries that the runtime uses.
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html
+ */
+export interface ObjectDeleted {
+  readonly bucket: string;
+  readonly key: string;
+}
+
 export interface S3ServerOptions {
   /** The AWS JSON services served on the same port, by X-Amz-Target prefix (`AWSStepFunctions`, `AmazonAthena`). */
   readonly awsApis?: () => Readonly<Record<string, AwsJsonHandler>>;
@@ -75,6 +90,8 @@ export interface S3ServerOptions {
   readonly port?: number;
   /** Called for each object created (PUT, POST, COPY, completed multipart upload). */
   readonly onObjectCreated?: (event: ObjectCreated) => void;
+  /** Called for each object deleted (DeleteObject, DeleteObjects), after the store removed it. */
+  readonly onObjectDeleted?: (event: ObjectDeleted) => void;
 }
 
 export interface S3Server {
@@ -122,6 +139,19 @@ const localRequests: Middleware = async (ctx, next) => {
   await next();
 };
 
+/**
+ * Fault injection (runtime/faults.ts; off unless SLUICE_FAULTS sets `s3-5xx`): an S3 request is
+ * answered 503 SlowDown, in S3's XML error shape, as S3 does when it asks a client to slow down;
+ * the SDKs retry it. The AWS JSON APIs on the same port (answered before this) are never touched.
+ * https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
+ */
+const injectedS3Faults: Middleware = async (ctx, next) => {
+  if (faults().roll('s3-5xx', `${ctx.method} ${ctx.path}`)) {
+    throw new S3Error('SlowDown', 'Please reduce your request rate.');
+  }
+  await next();
+};
+
 /** What the store did while serving one request (its hooks run inside the request). */
 interface RequestScope {
   /** Object versions made current (PUT, POST, copy, completed multipart upload). */
@@ -130,6 +160,8 @@ interface RequestScope {
   served?: { bucket: string; version: ObjectVersion };
   /** A ListObjectsV2 request: the token it came with, and the last key of a truncated page. */
   listV2?: { token?: string; next?: string };
+  /** A conditional PutObject, CompleteMultipartUpload or DeleteObject: its headers, and whether the store read them. */
+  conditional?: { readonly conditions: WriteConditions; read: boolean };
 }
 
 /** ListObjectsV2 continuation tokens: the bucket and the last key listed, base64url (opaque to clients). */
@@ -203,6 +235,39 @@ function ifMatchHolds(header: string, etag: string): boolean {
 const single = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
 /**
+ * Conditional writes and deletes (the store checks them under the key's lock, see `WriteConditions`
+ * in s3-store.ts): `If-None-Match` (only `*`) and `If-Match` on PutObject and CompleteMultipartUpload,
+ * `If-Match` on DeleteObject. CopyObject's own conditions (x-amz-copy-source-if-*) are not served.
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html
+ */
+function conditionalRequest(ctx: S3rverContext, request: RequestScope): void {
+  const ifMatch = single(ctx.headers['if-match']);
+  const ifNoneMatch = single(ctx.headers['if-none-match']);
+  const isPut = ctx.method === 'PUT' && ctx.headers['x-amz-copy-source'] === undefined && !('partNumber' in ctx.query);
+  const isComplete = ctx.method === 'POST' && 'uploadId' in ctx.query;
+  // DeleteObject of the current version (not a version, not AbortMultipartUpload, not DeleteBucket).
+  const isDelete =
+    ctx.method === 'DELETE' &&
+    /^\/[^/]+\/./s.test(ctx.path) &&
+    !('versionId' in ctx.query) &&
+    !('uploadId' in ctx.query);
+  if (!(isPut || isComplete || isDelete) || (ifMatch === undefined && ifNoneMatch === undefined)) return;
+  if (ifNoneMatch !== undefined && (isDelete || ifNoneMatch.trim() !== '*')) {
+    throw new S3Error('NotImplemented', 'A header you provided implies functionality that is not implemented', {
+      Header: 'If-None-Match',
+    });
+  }
+  request.conditional = {
+    conditions: {
+      ...(ifMatch !== undefined ? { ifMatch } : {}),
+      ...(ifNoneMatch !== undefined ? { ifNoneMatch } : {}),
+    },
+    read: false,
+  };
+}
+
+/**
  * Versioning and If-Match (see the module comment). Runs first, around everything else, so it
  * sees what the store committed or served for the request and the response s3rver built.
  */
@@ -214,8 +279,13 @@ function s3Semantics(
     async (ctx: S3rverContext, next: () => Promise<void>) => {
       const request: RequestScope = { created: [] };
       listV2Request(ctx, request);
+      conditionalRequest(ctx, request);
       await scope.run(request, next);
       listV2Response(ctx, request);
+      if (ctx.method === 'DELETE' && request.conditional && !request.conditional.read && ctx.status === 204) {
+        // s3rver deletes only an existing object; S3 answers a conditional delete of a missing key 404.
+        throw new S3Error('NoSuchKey', 'The specified key does not exist.');
+      }
       for (const { bucket, version } of request.created) {
         if (version.versionId) ctx.set('x-amz-version-id', version.versionId);
         onObjectCreated?.({
@@ -267,6 +337,12 @@ export async function startS3Server(options: S3ServerOptions): Promise<S3Server>
       const request = semantics.scope.getStore();
       if (request) request.served = { bucket, version };
     },
+    conditions: () => {
+      const conditional = semantics.scope.getStore()?.conditional;
+      if (!conditional) return undefined;
+      conditional.read = true;
+      return conditional.conditions;
+    },
   });
   // A truncated ListObjectsV2 page is reported by the middleware, with its own token (see the module comment).
   const list = store.listObjects.bind(store);
@@ -277,12 +353,20 @@ export async function startS3Server(options: S3ServerOptions): Promise<S3Server>
     request.listV2.next = result.objects.at(-1)?.key;
     return { ...result, isTruncated: false };
   };
+  // Each object removed, by DeleteObject or DeleteObjects (s3rver calls deleteObject per existing key),
+  // is reported once it is gone: the local stand-in for S3's "Object Deleted" event.
+  const deleteObject = store.deleteObject.bind(store);
+  store.deleteObject = async (...args: Parameters<typeof deleteObject>) => {
+    await deleteObject(...args);
+    options.onObjectDeleted?.({ bucket: args[0], key: args[1] });
+  };
   // s3rver's controllers use both `ctx.store` (from the context prototype) and `ctx.app.store`.
   server.store = store;
   server.context.store = store;
   // AWS JSON requests (Step Functions, Athena) are answered before S3 sees them.
   server.middleware.unshift(
     awsJsonApis(() => options.awsApis?.() ?? {}),
+    injectedS3Faults,
     semantics,
     localRequests,
   );

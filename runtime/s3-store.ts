@@ -66,6 +66,62 @@ export interface ObjectStoreOptions {
   readonly onCommitted?: (bucket: string, version: ObjectVersion) => void;
   /** An object version is being served (GET, HEAD). */
   readonly onServed?: (bucket: string, version: ObjectVersion) => void;
+  /** The conditional-write headers of the request being served (PutObject, CompleteMultipartUpload, DeleteObject). */
+  readonly conditions?: () => WriteConditions | undefined;
+}
+
+/**
+ * S3's conditional writes and deletes, checked under the key's lock in the same step that makes a
+ * version current (or removes it), so two conditional writers never both succeed:
+ * - `If-None-Match: *` writes only if the key has no object, else 412 PreconditionFailed;
+ * - `If-Match: <etag>` writes (or deletes) only if the current object has that ETag, else 412;
+ *   no object at all is 404 NoSuchKey;
+ * - a conditional write during which the key was deleted fails with 409 ConditionalRequestConflict
+ *   (AWS: "if a delete request to the object succeeds before a conditional write operation on
+ *   that object completes"; the client retries).
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html
+ */
+export interface WriteConditions {
+  /** `*` only (S3 accepts nothing else on writes). */
+  readonly ifNoneMatch?: string;
+  /** An ETag (quoted or not), or `*` (the object must exist). */
+  readonly ifMatch?: string;
+}
+
+const preconditionFailed = (condition: 'If-Match' | 'If-None-Match') =>
+  new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', {
+    Condition: condition,
+  });
+
+/** S3's 409 for a conditional write that raced a delete of its key (s3rver's table has no status for it). */
+function conditionalRequestConflict(): S3Error {
+  const error = new S3Error(
+    'ConditionalRequestConflict',
+    'A conflicting conditional operation is currently in progress against this resource. Please try again.',
+  );
+  return Object.assign(error, { status: 409, expose: true });
+}
+
+/** A conditional write in progress: its conditions, and whether its key was deleted meanwhile. */
+interface ConditionalWrite {
+  readonly conditions: WriteConditions;
+  deleted: boolean;
+}
+
+const unquoteEtag = (etag: string) => etag.trim().replace(/^W\//, '').replaceAll('"', '');
+
+/** Throws S3's error when `conditions` do not hold for the key's current version (undefined: no object). */
+function checkConditions(conditions: WriteConditions | undefined, current: ObjectVersion | undefined, key: string) {
+  if (!conditions) return;
+  if (conditions.ifNoneMatch !== undefined && current) throw preconditionFailed('If-None-Match');
+  if (conditions.ifMatch !== undefined) {
+    if (!current) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: key.slice(0, 1024) });
+    const wanted = conditions.ifMatch.split(',').map((value) => value.trim());
+    if (!wanted.some((value) => value === '*' || unquoteEtag(value) === current.etag)) {
+      throw preconditionFailed('If-Match');
+    }
+  }
 }
 
 /**
@@ -225,6 +281,8 @@ export class ObjectStore implements S3rverStore {
   private readonly options: ObjectStoreOptions;
   /** One commit or delete per object at a time (keyed by record path). */
   private readonly locks = new Map<string, Promise<void>>();
+  /** The conditional writes uploading now, per record path: a delete of the key marks them (409 at commit). */
+  private readonly conditionalWrites = new Map<string, Set<{ deleted: boolean }>>();
 
   constructor(options: ObjectStoreOptions) {
     this.root = options.root;
@@ -296,10 +354,28 @@ export class ObjectStore implements S3rverStore {
     return { data: name, size: counter.size, etag: counter.hash.digest('hex') };
   }
 
-  /** Makes a version current (atomically, by rename) and deletes the data of the one it replaced. */
-  private async commit(bucket: string, location: Location, version: Omit<ObjectVersion, 'versionId'>) {
+  /**
+   * Makes a version current (atomically, by rename) and deletes the data of the one it replaced.
+   * With `conditional` (a conditional write begun by {@link beginConditional}), checks its
+   * conditions first, under the same lock.
+   */
+  private async commit(
+    bucket: string,
+    location: Location,
+    version: Omit<ObjectVersion, 'versionId'>,
+    conditional?: ConditionalWrite,
+  ) {
     const committed = await this.locked(location.record, async () => {
       const previous = await this.readRecord(location);
+      if (conditional) {
+        try {
+          if (conditional.deleted) throw conditionalRequestConflict();
+          checkConditions(conditional.conditions, previous, version.key);
+        } catch (error) {
+          await unlink(join(location.dir, version.data)).catch(() => {});
+          throw error;
+        }
+      }
       const current: ObjectVersion = {
         ...version,
         ...(this.options.versioned.has(bucket) ? { versionId: randomBytes(24).toString('base64url') } : {}),
@@ -315,6 +391,24 @@ export class ObjectStore implements S3rverStore {
     });
     this.options.onCommitted?.(bucket, committed);
     return committed;
+  }
+
+  /** Registers a conditional write of the request being served (none when it sent no condition). */
+  private beginConditional(location: Location): ConditionalWrite | undefined {
+    const conditions = this.options.conditions?.();
+    if (!conditions || (conditions.ifMatch === undefined && conditions.ifNoneMatch === undefined)) return undefined;
+    const write: ConditionalWrite = { conditions, deleted: false };
+    const writes = this.conditionalWrites.get(location.record) ?? new Set();
+    writes.add(write);
+    this.conditionalWrites.set(location.record, writes);
+    return write;
+  }
+
+  private endConditional(location: Location, write: ConditionalWrite | undefined): void {
+    const writes = write && this.conditionalWrites.get(location.record);
+    if (!write || !writes) return;
+    writes.delete(write);
+    if (writes.size === 0) this.conditionalWrites.delete(location.record);
   }
 
   reset(): void {
@@ -461,14 +555,24 @@ export class ObjectStore implements S3rverStore {
     const location = this.locate(object.bucket, object.key);
     if (object.content === null)
       throw new S3Error('IncompleteBody', 'You did not provide the number of bytes specified');
-    const written = await this.writeData(location, object.content);
-    await this.commit(object.bucket, location, {
-      key: object.key,
-      ...written,
-      lastModified: new Date().toUTCString(),
-      metadata: storedMetadata(object.metadata),
-    });
-    return { size: written.size, md5: written.etag };
+    const conditional = this.beginConditional(location);
+    try {
+      const written = await this.writeData(location, object.content);
+      await this.commit(
+        object.bucket,
+        location,
+        {
+          key: object.key,
+          ...written,
+          lastModified: new Date().toUTCString(),
+          metadata: storedMetadata(object.metadata),
+        },
+        conditional,
+      );
+      return { size: written.size, md5: written.etag };
+    } finally {
+      this.endConditional(location, conditional);
+    }
   }
 
   async copyObject(
@@ -496,8 +600,11 @@ export class ObjectStore implements S3rverStore {
 
   async deleteObject(bucket: string, key: string): Promise<void> {
     const location = this.locate(bucket, key);
+    const conditions = this.options.conditions?.();
     await this.locked(location.record, async () => {
       const version = await this.readRecord(location);
+      checkConditions(conditions && { ifMatch: conditions.ifMatch }, version, key);
+      if (version) for (const write of this.conditionalWrites.get(location.record) ?? []) write.deleted = true;
       await unlink(location.record).catch(() => {});
       if (version) await unlink(join(location.dir, version.data)).catch(() => {});
       await unlink(join(location.dir, `${location.stem}~t.xml`)).catch(() => {});
@@ -566,6 +673,7 @@ export class ObjectStore implements S3rverStore {
   async putObjectMultipart(bucket: string, uploadId: string, parts: { number: number; etag: string }[]) {
     const upload = await this.upload(bucket, uploadId);
     const location = this.locate(bucket, upload.key);
+    const conditional = this.beginConditional(location);
     const files = [...parts].sort((a, b) => a.number - b.number).map((p) => join(upload.dir, `${p.number}.part`));
     for (const file of files) {
       try {
@@ -579,13 +687,18 @@ export class ObjectStore implements S3rverStore {
         for (const file of files) yield* createReadStream(file);
       })(),
     );
-    const written = await this.writeData(location, body);
-    await this.commit(bucket, location, {
-      key: upload.key,
-      ...written,
-      lastModified: new Date().toUTCString(),
-      metadata: upload.metadata,
-    });
+    let written: Awaited<ReturnType<ObjectStore['writeData']>>;
+    try {
+      written = await this.writeData(location, body);
+      await this.commit(
+        bucket,
+        location,
+        { key: upload.key, ...written, lastModified: new Date().toUTCString(), metadata: upload.metadata },
+        conditional,
+      );
+    } finally {
+      this.endConditional(location, conditional);
+    }
     await rm(upload.dir, { recursive: true, force: true });
     return { size: written.size, md5: written.etag };
   }

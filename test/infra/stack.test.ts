@@ -117,6 +117,7 @@ describe('SluiceStack resources', () => {
       'HandlersVerify',
       'HandlersFinish',
       'HandlersRecordFailure',
+      'HandlersLease',
     ]);
     for (const fn of Object.values(functions)) {
       expect(fn.Properties).toMatchObject({
@@ -148,7 +149,7 @@ describe('SluiceStack resources', () => {
 
   it('keeps handler logs in their own log groups with a retention', () => {
     const groups = Object.values(template.findResources('AWS::Logs::LogGroup') as Resources);
-    expect(groups).toHaveLength(6);
+    expect(groups).toHaveLength(7);
     for (const group of groups) expect(group.Properties.RetentionInDays).toBe(30);
   });
 

@@ -75,6 +75,7 @@ describe('the state machine', () => {
       VerifyFunctionArn: functionArn('Verify'),
       FinishFunctionArn: functionArn('Finish'),
       RecordFailureFunctionArn: functionArn('RecordFailure'),
+      LeaseFunctionArn: functionArn('Lease'),
       AthenaWorkGroup: { 'Fn::Join': ['', ['Test-', expect.anything()]] },
       GlueDatabase: { 'Fn::Join': ['', ['test_', expect.anything()]] },
       FailureTopicArn: { Ref: expect.stringMatching(/^FailuresTopic/) },
@@ -117,7 +118,7 @@ describe('IAM', () => {
   it('scopes what the state machine may do to its own resources', () => {
     const find = (sid: string) => machineStatements.find(({ statement }) => statement.Sid === sid)?.statement;
     const json = (sid: string) => JSON.stringify(find(sid)?.Resource);
-    expect(asArray(find('InvokeHandlers')?.Resource as unknown[])).toHaveLength(10);
+    expect(asArray(find('InvokeHandlers')?.Resource as unknown[])).toHaveLength(12);
     expect(json('StartChildExecutions')).toContain(':stateMachine:Test-pipeline"');
     expect(json('ManageChildExecutions')).toContain(':execution:Test-pipeline/*"');
     expect(json('ReadManifests')).toContain('/manifests/*');

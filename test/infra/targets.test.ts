@@ -106,7 +106,7 @@ describe('the LocalStack template', () => {
         !/^\/Resources\/Handlers\w+\/Properties\/Environment\/Variables\/SLUICE_S3_FORCE_PATH_STYLE$/.test(p),
     );
     expect(unexpected).toEqual([]);
-    expect(paths.filter((p) => p.endsWith('SLUICE_S3_FORCE_PATH_STYLE'))).toHaveLength(5);
+    expect(paths.filter((p) => p.endsWith('SLUICE_S3_FORCE_PATH_STYLE'))).toHaveLength(6);
   });
 });
 

@@ -24,7 +24,7 @@ afterAll(() => t.close());
 const newWarehouse = () =>
   new LocalWarehouse({ file: join(mkdtempSync(join(t.dir, 'wh-')), 'w.duckdb'), s3: t.s3, tmpDir: join(t.dir, 'tmp') });
 
-/** Fake Plan (no chunks), Verify (the given statements), Finish and RecordFailure; the calls are recorded. */
+/** Fake Plan (no chunks), Lease, Verify (the given statements), Finish and RecordFailure; the calls are recorded. */
 function pipeline(statements: Statement[], athena: LocalAthena) {
   const calls: { name: string; payload: unknown }[] = [];
   const started: StartQueryExecutionInput[] = [];
@@ -36,6 +36,7 @@ function pipeline(statements: Statement[], athena: LocalAthena) {
       if (name === HANDLERS.plan.localName) return { chunks: 0 };
       if (name === HANDLERS.verify.localName) return { statements, summary: { chunks: 0 } };
       if (name === HANDLERS.finish.localName) return { status: 'SUCCEEDED' };
+      if (name === HANDLERS.lease.localName) return { pipeline: 'access-logs', holder: 'run', expiresAt: '' };
       if (name === HANDLERS.recordFailure.localName)
         return { error: { message: 'the plain message RecordFailure wrote' } };
       throw new Error(`no fake for ${functionName}`);
@@ -89,7 +90,13 @@ describe('the Load loop of the ASL, against the local Athena', () => {
       { id: 1, name: 'a' },
       { id: 2, name: 'c' },
     ]);
-    expect(calls.map((c) => c.name)).toEqual(['sluice-plan', 'sluice-verify', 'sluice-finish']);
+    expect(calls.map((c) => c.name)).toEqual([
+      'sluice-plan',
+      'sluice-lease',
+      'sluice-verify',
+      'sluice-finish',
+      'sluice-lease',
+    ]);
     // Three statements at 2 s per Wait on AWS; the override keeps the loop but not the time.
     expect(Date.now() - begin).toBeLessThan(3000);
   });
