@@ -283,6 +283,46 @@ export interface DistributedMapDeps {
   readonly signal?: AbortSignal;
   /** @default LOCAL_MAX_CONCURRENCY */
   readonly maxConcurrency?: number;
+  /** Told when the Map Run starts, as its children finish (now and then) and when it ends (DescribeMapRun). */
+  readonly onMapRun?: (update: MapRunUpdate) => void;
+}
+
+/** How many children are in each state (DescribeMapRun's itemCounts and executionCounts: one child per item here). */
+export interface MapRunCounts {
+  readonly pending: number;
+  readonly running: number;
+  readonly succeeded: number;
+  readonly failed: number;
+  readonly timedOut: number;
+  readonly aborted: number;
+  readonly total: number;
+  readonly resultsWritten: number;
+}
+
+/** A Map Run as DescribeMapRun reports it (https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeMapRun.html). */
+export interface MapRunUpdate {
+  /** `arn:aws:states:<region>:<account>:mapRun:<state machine>/<Label, else the execution name>:<uuid>`. */
+  readonly mapRunArn: string;
+  /** The Distributed Map state that started it. */
+  readonly stateName: string;
+  readonly status: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
+  /** ISO 8601. */
+  readonly startDate: string;
+  readonly stopDate?: string;
+  readonly maxConcurrency: number;
+  readonly toleratedFailurePercentage: number;
+  readonly toleratedFailureCount: number;
+  readonly counts: MapRunCounts;
+  readonly error?: string;
+  readonly cause?: string;
+  /** The children that ended (in the last update only): ListExecutions with the map run's ARN. */
+  readonly children?: readonly {
+    readonly executionArn: string;
+    readonly name: string;
+    readonly status: 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT';
+    readonly startDate: string;
+    readonly stopDate: string;
+  }[];
 }
 
 /** The error a Map run fails with above its tolerated failures (the name AWS uses). */
@@ -363,6 +403,8 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
     const toleratedCount = await fromPath('ToleratedFailureCount');
 
     const total = items.length;
+    const run = mapRunIdentity(name, state, deps);
+    const mapRunStart = new Date().toISOString();
     const results: Json[] = new Array(total).fill(null);
     const records: (ChildRecord | undefined)[] = new Array(total);
     const running = new Set<AbortController>();
@@ -374,6 +416,45 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
     let fatal: DataLimitExceededError | undefined;
     const stopped = () => exceeded || fatal !== undefined || deps.signal?.aborted === true;
     const every = total <= 50 ? 1 : Math.ceil(total / 20);
+    let resultsWritten = 0;
+    const report = (status: MapRunUpdate['status'], failure?: { error: string; cause: string }) => {
+      if (!deps.onMapRun) return;
+      const ended = records.filter((r): r is ChildRecord => r !== undefined);
+      const timedOut = ended.filter((r) => r.error === 'States.Timeout').length;
+      deps.onMapRun({
+        mapRunArn: run.mapRunArn,
+        stateName: name,
+        status,
+        startDate: mapRunStart,
+        ...(status !== 'RUNNING' ? { stopDate: new Date().toISOString() } : {}),
+        maxConcurrency: requested,
+        toleratedFailurePercentage: toleratedPercentage ?? 0,
+        toleratedFailureCount: toleratedCount ?? 0,
+        counts: {
+          pending: status === 'RUNNING' ? total - next : 0,
+          running: status === 'RUNNING' ? running.size : 0,
+          succeeded: ended.length - failed,
+          failed: failed - timedOut,
+          timedOut,
+          aborted: status === 'RUNNING' ? 0 : total - ended.length,
+          total,
+          resultsWritten,
+        },
+        ...(failure ? { error: failure.error, cause: failure.cause } : {}),
+        ...(status !== 'RUNNING'
+          ? {
+              children: ended.map((r) => ({
+                executionArn: run.childArn(r.name),
+                name: r.name,
+                status: r.error === 'States.Timeout' ? ('TIMED_OUT' as const) : r.status,
+                startDate: r.startDate,
+                stopDate: r.stopDate,
+              })),
+            }
+          : {}),
+      });
+    };
+    report('RUNNING');
     deps.log(`${name}: ${total} item(s), concurrency ${concurrency}${requested > cap ? ` (asked ${requested})` : ''}`);
 
     const exceedsTolerance = () => {
@@ -441,6 +522,7 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
         done++;
         if (!stopped() && (done % every === 0 || done === total)) {
           deps.log(`${name}: ${done}/${total} done${failed > 0 ? `, ${failed} failed` : ''}`);
+          report('RUNNING');
         }
       }
     };
@@ -459,14 +541,29 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
     }
     if (fatal) {
       abortAll();
+      report('FAILED', { error: fatal.name, cause: fatal.message });
       throw fatal;
     }
-    if (deps.signal?.aborted) throw new Error(`${name}: aborted`);
+    if (deps.signal?.aborted) {
+      report('ABORTED');
+      throw new Error(`${name}: aborted`);
+    }
 
     const writer = state.ResultWriter as ResultWriter | undefined;
-    const mapRun = writer ? await writeResults(name, state, writer, input, records, deps) : undefined;
+    let mapRun: Awaited<ReturnType<typeof writeResults>> | undefined;
+    try {
+      mapRun = writer ? await writeResults(name, writer, input, records, run, deps) : undefined;
+    } catch (error) {
+      report('FAILED', { error: (error as Error).name, cause: (error as Error).message });
+      throw error;
+    }
+    if (writer) resultsWritten = records.filter((r) => r !== undefined).length;
     if (exceeded && firstFailure) {
       abortAll();
+      report('FAILED', {
+        error: 'States.ExceedToleratedFailureThreshold',
+        cause: 'The specified tolerated failure threshold was exceeded',
+      });
       // AWS's cause is generic ("The specified tolerated failure threshold was exceeded"); the
       // child's error is in the Map Run console. Locally the cause carries the first failure.
       throw new ToleratedFailureExceededError(
@@ -474,6 +571,7 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
           `First failure, item ${firstFailure.index}: ${firstFailure.error}: ${firstFailure.cause}`,
       );
     }
+    report('SUCCEEDED');
     if (mapRun) return mapRun;
     // Without a ResultWriter the Map returns every child's output, and that array is the state's
     // result: over 256 KiB the execution fails, whatever ResultPath (null included) says.
@@ -483,6 +581,33 @@ export function distributedMapHandler(name: string, state: StateDefinition, deps
     );
     if (collected) throw collected;
     return results;
+  };
+}
+
+interface MapRunIdentity {
+  readonly mapRunId: string;
+  readonly mapRunArn: string;
+  readonly childMachineArn: string;
+  readonly childArn: (childName: string) => string;
+}
+
+/**
+ * A new Map Run's ARN: "For each Map Run, Step Functions adds the label to the Map Run ARN"
+ * (`mapRun:<state machine>/<Label>:<uuid>`, https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html);
+ * without a Label, the execution's name stands in for the one AWS generates.
+ */
+function mapRunIdentity(name: string, state: StateDefinition, deps: DistributedMapDeps): MapRunIdentity {
+  const executionArn = String(deps.context.Execution.Id ?? '');
+  const [, region = 'us-east-1', account = '000000000000'] = REGION_ACCOUNT.exec(executionArn) ?? [];
+  const machine = deps.context.StateMachine?.Name ?? 'state-machine';
+  const execution = typeof deps.context.Execution.Name === 'string' ? deps.context.Execution.Name : name;
+  const label = typeof state.Label === 'string' ? state.Label : execution;
+  const mapRunId = randomUUID();
+  return {
+    mapRunId,
+    mapRunArn: `arn:aws:states:${region}:${account}:mapRun:${machine}/${label}:${mapRunId}`,
+    childMachineArn: `arn:aws:states:${region}:${account}:stateMachine:${machine}/${label}`,
+    childArn: (childName) => `arn:aws:states:${region}:${account}:execution:${machine}/${label}:${childName}`,
   };
 }
 
@@ -498,10 +623,10 @@ class ResultWriterFailedError extends Error {
  */
 async function writeResults(
   name: string,
-  state: StateDefinition,
   writer: ResultWriter,
   input: Json,
   records: readonly (ChildRecord | undefined)[],
+  run: MapRunIdentity,
   deps: DistributedMapDeps,
 ): Promise<{ MapRunArn: string; ResultWriterDetails: { Bucket: string; Key: string } }> {
   const context = deps.context as Record<string, unknown>;
@@ -514,13 +639,7 @@ async function writeResults(
   }
   const bucket = where.Bucket;
   const prefix = typeof where.Prefix === 'string' ? where.Prefix.replace(/\/+$/, '') : '';
-  const executionArn = String(deps.context.Execution.Id ?? '');
-  const [, region = 'us-east-1', account = '000000000000'] = REGION_ACCOUNT.exec(executionArn) ?? [];
-  const machine = deps.context.StateMachine?.Name ?? 'state-machine';
-  const label = typeof state.Label === 'string' ? state.Label : name;
-  const mapRunId = randomUUID();
-  const mapRunArn = `arn:aws:states:${region}:${account}:mapRun:${machine}/${label}:${mapRunId}`;
-  const childMachineArn = `arn:aws:states:${region}:${account}:stateMachine:${machine}/${label}`;
+  const { mapRunArn, mapRunId, childMachineArn } = run;
   const folder = prefix ? `${prefix}/${mapRunId}` : mapRunId;
 
   const files: Record<'FAILED' | 'PENDING' | 'SUCCEEDED', { Key: string; Size: number }[]> = {
@@ -541,7 +660,7 @@ async function writeResults(
     const entries = records
       .filter((r): r is ChildRecord => r !== undefined && r.status === status)
       .map((r) => ({
-        ExecutionArn: `arn:aws:states:${region}:${account}:execution:${machine}/${label}:${r.name}`,
+        ExecutionArn: run.childArn(r.name),
         Input: JSON.stringify(r.input),
         InputDetails: { Included: true },
         Name: r.name,

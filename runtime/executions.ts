@@ -1,7 +1,8 @@
 /**
  * The local analog of ListExecutions / DescribeExecution: one JSON file per execution in
  * `<dir>/executions/<name>.json`, written when it starts and when it stops (atomically, by
- * rename, so another process never reads half a file).
+ * rename, so another process never reads half a file). Beside it, `<name>.history.jsonl` holds its
+ * history events and `map-runs/` its Distributed Map runs (`history.ts`).
  *
  * An execution whose runtime process died cannot finish. Listing shows it, without
  * rewriting the file, as FAILED with error `Sluice.RuntimeExited`: AWS has no such state
@@ -17,7 +18,10 @@ import type { FailureDetails } from '../functions/contracts.ts';
 import { plainFailure, readableCause } from '../functions/run/failure-message.ts';
 import type { StepRecord } from './state-machine.ts';
 
-export type ExecutionStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED';
+export type ExecutionStatus = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
+
+/** The statuses an execution can be redriven from (https://docs.aws.amazon.com/step-functions/latest/dg/redrive-executions.html). */
+export const REDRIVABLE_STATUSES: readonly ExecutionStatus[] = ['FAILED', 'ABORTED', 'TIMED_OUT'];
 
 export interface ExecutionRecord {
   /** The execution name. */
@@ -37,6 +41,12 @@ export interface ExecutionRecord {
   readonly steps?: readonly StepRecord[];
   /** The runtime process running it. */
   readonly pid: number;
+  /** How many times RedriveExecution restarted it (absent: never). */
+  readonly redriveCount?: number;
+  /** When it was last redriven (ISO 8601). */
+  readonly redriveDate?: string;
+  /** The client tokens of its last redrives (RedriveExecution is idempotent for each), newest last. */
+  readonly redriveTokens?: readonly { readonly token: string; readonly date: string }[];
 }
 
 /** One row of `sluice runs`. Counts come from the execution output (the Finish handler's RunRecord). */
@@ -206,7 +216,7 @@ export function toRunRow(record: ExecutionRecord): RunRow {
     rowsRead: count(output.rowsRead),
     rowsLoaded: count(output.rowsLoaded),
     rowsRejected: count(output.rowsRejected),
-    ...(record.status === 'FAILED' || record.status === 'ABORTED'
+    ...(REDRIVABLE_STATUSES.includes(record.status)
       ? {
           // An execution stopped with StopExecution without an error has none (as on AWS).
           error: record.error ?? (record.status === 'ABORTED' ? 'Aborted' : 'Unknown'),

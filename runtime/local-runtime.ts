@@ -9,10 +9,20 @@ import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/clie
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
 import { athenaResults, LocalAthena } from './athena.ts';
 import type { Json } from './distributed-map.ts';
-import { applyLocalEnvironment, LOCAL_ATHENA_WORKGROUP, type LocalPaths, localFiles } from './environment.ts';
+import { LOCAL_ATHENA_WORKGROUP, type LocalPaths, localFiles, localHandlerDeps } from './environment.ts';
 import { type ExecutionRecord, ExecutionStore, newExecutionName } from './executions.ts';
+import { withFaults } from './fault-injection.ts';
+import { endEvent, HistoryWriter, historyObserver, MapRunStore, payload, stateKinds } from './history.ts';
+import { definitionFrom, ExecutionNotRedrivableError, mergeSteps, planRedrive } from './redrive-execution.ts';
 import { localS3Client } from './s3-client.ts';
-import { execute, handlerModules, type LocalServices, loadDefinition, readableCause } from './state-machine.ts';
+import {
+  execute,
+  handlerModules,
+  type LocalServices,
+  loadDefinition,
+  readableCause,
+  type StepRecord,
+} from './state-machine.ts';
 import { LocalWarehouse } from './warehouse.ts';
 
 /** What starts an execution: the same JSON as EventBridge / Scheduler / StartExecution send on AWS. */
@@ -68,12 +78,22 @@ export interface LocalRuntime {
    * this runtime is not running an execution of that name (unknown, finished, or run by another process).
    */
   stopExecution(name: string, reason?: StopReason): Promise<ExecutionRecord> | undefined;
+  /**
+   * RedriveExecution (`redrive-execution.ts`): restarts a FAILED, ABORTED or TIMED_OUT execution
+   * under its name from its unsuccessful state. Returns the redrive's date and, unless the client
+   * token repeats a recent redrive, the promise of its final record. Throws ExecutionNotRedrivableError.
+   */
+  redriveExecution(
+    record: ExecutionRecord,
+    options?: { readonly clientToken?: string },
+  ): { readonly redriveDate: string; readonly done?: Promise<ExecutionRecord> };
+  /** The Distributed Map runs of the executions (ListMapRuns, DescribeMapRun). */
+  readonly mapRuns: MapRunStore;
   /** Aborts the executions in progress and waits for their records to be written. */
   stop(): Promise<void>;
 }
 
 export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
-  applyLocalEnvironment(options.endpoint, options);
   const files = localFiles(options);
   mkdirSync(files.tmp, { recursive: true });
   const log = options.log ?? (() => {});
@@ -85,6 +105,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     defaultWorkGroup: LOCAL_ATHENA_WORKGROUP,
   });
   const executions = new ExecutionStore(files.executions);
+  const mapRuns = new MapRunStore(files.executions);
   const definition = loadDefinition(files.stateMachine);
   const stateMachine = { definition, createdAt: new Date() };
   const stopping = new AbortController();
@@ -96,7 +117,11 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
   >();
 
   const services: LocalServices = {
-    invokeLambda: handlerModules(files.handlers),
+    // The handlers are built by their factories with this runtime's S3 endpoint, buckets and pipelines.
+    invokeLambda: withFaults(
+      handlerModules(files.handlers, undefined, localHandlerDeps(options.endpoint, options)),
+      s3,
+    ),
     athena,
     publish: async (message) => {
       log(`SNS ${message.TopicArn}: ${message.Subject ?? ''}: ${message.Message}`);
@@ -136,21 +161,38 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
     log(
       `${id} started (${started.trigger}${typeof fields.key === 'string' ? ` s3://${fields.bucket}/${fields.key}` : ''})`,
     );
+    const history = new HistoryWriter(files.executions, id);
+    const recorded = payload(input);
+    history.add('ExecutionStarted', {
+      executionStartedEventDetails: {
+        input: recorded.text,
+        inputDetails: { truncated: recorded.truncated },
+        roleArn: `arn:aws:iam::000000000000:role/sluice-local`,
+      },
+    });
     const controller = new AbortController();
-    const done = run(started, input as Json, controller.signal);
+    const done = run(started, input as Json, controller.signal, history);
     running.set(id, { controller, done });
     return done;
   };
 
-  const run = async (started: ExecutionRecord, input: Json, signal: AbortSignal): Promise<ExecutionRecord> => {
+  const kinds = stateKinds(definition);
+  const run = async (
+    started: ExecutionRecord,
+    input: Json,
+    signal: AbortSignal,
+    history: HistoryWriter,
+    machine: StateMachineDefinition = definition,
+  ): Promise<ExecutionRecord> => {
     const id = started.id;
-    let outcome: Pick<ExecutionRecord, 'status' | 'output' | 'error' | 'cause' | 'message'>;
+    let outcome: Pick<ExecutionRecord, 'status' | 'output' | 'error' | 'cause' | 'message' | 'steps'>;
     try {
-      outcome = await execute(definition, input, {
+      outcome = await execute(machine, input, {
         name: id,
         services,
         log: (line) => log(`${id} ${line}`),
         signal: AbortSignal.any([stopping.signal, signal]),
+        observer: historyObserver(history, kinds, mapRuns, id),
       });
     } catch (error) {
       // The runtime itself failed (not a state): still leave an honest record.
@@ -170,8 +212,16 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
         message: `Stopped with StopExecution${reason}.`,
       };
     }
-    const finished: ExecutionRecord = { ...started, ...outcome, stoppedAt: new Date().toISOString() };
+    const finished: ExecutionRecord = {
+      ...started,
+      ...outcome,
+      stoppedAt: new Date().toISOString(),
+      // A redriven execution keeps the steps of its earlier attempts.
+      ...(started.redriveCount ? { steps: mergeSteps(started.steps, outcome.steps) as StepRecord[] } : {}),
+    };
     executions.write(finished);
+    const end = endEvent(finished);
+    history.add(end.type, end.details);
     log(`${id} ${finished.status}${finished.error ? `: ${finished.error}: ${readableCause(finished.cause)}` : ''}`);
     return finished;
   };
@@ -188,6 +238,24 @@ export function createLocalRuntime(options: LocalRuntimeOptions): LocalRuntime {
       inFlight.add(promise);
       void promise.finally(() => inFlight.delete(promise)).catch(() => undefined);
       return promise;
+    },
+    mapRuns,
+    redriveExecution(record, redrive = {}) {
+      if (running.has(record.id)) throw new ExecutionNotRedrivableError('Execution is RUNNING and cannot be redriven.');
+      const plan = planRedrive(executions, record, redrive.clientToken);
+      if (plan.repeated) return { redriveDate: plan.redriveDate };
+      const history = new HistoryWriter(files.executions, record.id);
+      executions.write(plan.record);
+      const redriveCount = plan.record.redriveCount ?? 1;
+      history.add('ExecutionRedriven', { executionRedrivenEventDetails: { redriveCount } });
+      log(`${record.id} redriven (${redriveCount}) from ${plan.startAt ?? definition.StartAt}`);
+      const controller = new AbortController();
+      const machine = plan.startAt !== undefined ? definitionFrom(definition, plan.startAt) : definition;
+      const done = run(plan.record, plan.input, controller.signal, history, machine);
+      running.set(record.id, { controller, done });
+      inFlight.add(done);
+      void done.finally(() => inFlight.delete(done)).catch(() => undefined);
+      return { redriveDate: plan.record.redriveDate ?? new Date().toISOString(), done };
     },
     stopExecution(name, reason = {}) {
       const execution = running.get(name);

@@ -1,8 +1,9 @@
 /**
  * The Step Functions API of the embedded runtime (AWS JSON 1.0, `X-Amz-Target: AWSStepFunctions.<Op>`),
  * in AWS's shapes, ARNs and errors, over the runtime's one state machine and its execution records:
- * ListStateMachines, DescribeStateMachine, StartExecution, DescribeExecution, ListExecutions and
- * StopExecution. https://docs.aws.amazon.com/step-functions/latest/apireference/API_Operations.html
+ * ListStateMachines, DescribeStateMachine, StartExecution, DescribeExecution, ListExecutions,
+ * StopExecution, GetExecutionHistory, RedriveExecution, ListMapRuns and DescribeMapRun.
+ * https://docs.aws.amazon.com/step-functions/latest/apireference/API_Operations.html
  *
  * - The state machine is `sluice-pipeline` (STANDARD) in account 000000000000, us-east-1; its
  *   executions are `arn:aws:states:us-east-1:000000000000:execution:sluice-pipeline:<name>`.
@@ -10,8 +11,13 @@
  * - StartExecution answers at once; the execution runs in the background. A name already used
  *   answers ExecutionAlreadyExists, except for an open execution started with the same input, which
  *   is answered again (StartExecution is idempotent for STANDARD workflows).
- * - Other operations (GetExecutionHistory, RedriveExecution, the map runs...) answer
- *   UnknownOperationException until the runtime serves them.
+ * - GetExecutionHistory reads the events the runtime appends as they happen (`history.ts`), so a
+ *   process beside the one running the execution sees them; RedriveExecution follows AWS as far as
+ *   the local interpreter allows (`redrive-execution.ts` says where it does not).
+ * - Map runs are the Distributed Map runs of the executions; ListExecutions with a mapRunArn lists
+ *   its children once the run has ended (their states are not recorded: DescribeExecution of a
+ *   child answers ExecutionDoesNotExist).
+ * - Other operations answer UnknownOperationException.
  */
 import { AwsApiError, type AwsJsonHandler } from './aws-api.ts';
 import type { Json } from './distributed-map.ts';
@@ -22,7 +28,9 @@ import {
   newExecutionName,
   newestFirst,
 } from './executions.ts';
+import { type HistoryEvent, type MapRunRecord, readHistory } from './history.ts';
 import type { LocalRuntime } from './local-runtime.ts';
+import { ExecutionNotRedrivableError, redriveStatus } from './redrive-execution.ts';
 
 export const SFN_REGION = 'us-east-1';
 export const SFN_ACCOUNT = '000000000000';
@@ -43,7 +51,8 @@ const STOP_WAIT_MS = 5000;
 const STATUSES = ['RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED', 'PENDING_REDRIVE'] as const;
 
 /** `arn:<partition>:states:<region>:<account>:<resource type>:<name>[:<name>]`. */
-const ARN = /^arn:aws[a-z-]*:states:([a-z0-9-]+):(\d{12}):(stateMachine|execution|express):([^:]+)(?::([^:]+))?$/;
+const ARN =
+  /^arn:aws[a-z-]*:states:([a-z0-9-]+):(\d{12}):(stateMachine|execution|express|mapRun):([^:]+)(?::([^:]+))?$/;
 
 const seconds = (iso: string) => Date.parse(iso) / 1000;
 
@@ -91,7 +100,7 @@ function checkStateMachineArn(arn: string): void {
 /** The execution's record, by its ARN: a malformed ARN is InvalidArn, an unknown execution ExecutionDoesNotExist. */
 function executionOf(runtime: LocalRuntime, arn: string): ExecutionRecord {
   const { region, account, type, first, second } = parseArn(arn);
-  if (type === 'stateMachine')
+  if (type === 'stateMachine' || type === 'mapRun')
     throw new AwsApiError('InvalidArn', `Invalid Arn: 'Resource type not valid in this context: ${type}'`);
   if (second === undefined) throw new AwsApiError('InvalidArn', `Invalid Arn: '${arn}'`);
   const record =
@@ -110,18 +119,22 @@ const listItem = (record: ExecutionRecord) => ({
   status: record.status,
   startDate: seconds(record.startedAt),
   ...(record.stoppedAt ? { stopDate: seconds(record.stoppedAt) } : {}),
+  ...(record.redriveCount ? { redriveCount: record.redriveCount } : {}),
+  ...(record.redriveDate ? { redriveDate: seconds(record.redriveDate) } : {}),
 });
 
 /** DescribeExecution's output. */
-function describeExecution(record: ExecutionRecord) {
+function describeExecution(runtime: LocalRuntime, record: ExecutionRecord) {
   return {
     ...listItem(record),
+    redriveCount: record.redriveCount ?? 0,
+    ...redriveStatus(record, runtime.executions.folder),
     input: JSON.stringify(record.input ?? null),
     inputDetails: { included: true },
     ...(record.status === 'SUCCEEDED'
       ? { output: JSON.stringify(record.output ?? null), outputDetails: { included: true } }
       : {}),
-    ...(record.status === 'FAILED' || record.status === 'ABORTED'
+    ...(record.status === 'FAILED' || record.status === 'ABORTED' || record.status === 'TIMED_OUT'
       ? {
           ...(record.error !== null ? { error: record.error } : {}),
           ...(record.cause !== null ? { cause: record.cause } : {}),
@@ -254,13 +267,10 @@ function startExecution(runtime: LocalRuntime, input: Record<string, unknown>) {
 function listExecutions(runtime: LocalRuntime, input: Record<string, unknown>) {
   const mapRunArn = optionalString(input, 'mapRunArn');
   const stateMachineArn = optionalString(input, 'stateMachineArn');
-  if (mapRunArn !== undefined) {
-    parseArn(mapRunArn);
-    throw new AwsApiError(
-      'ResourceNotFound',
-      `Resource Not Found: '${mapRunArn}' (map runs are not served by the embedded runtime yet)`,
-    );
+  if (mapRunArn !== undefined && stateMachineArn !== undefined) {
+    throw validation('Must provide only one of StateMachine ARN or MapRun ARN');
   }
+  if (mapRunArn !== undefined) return listChildExecutions(mapRunOf(runtime, mapRunArn), input);
   if (stateMachineArn === undefined) throw validation('Must provide a StateMachine ARN or MapRun ARN');
   checkStateMachineArn(stateMachineArn);
   const filter = optionalString(input, 'statusFilter') ?? null;
@@ -270,12 +280,22 @@ function listExecutions(runtime: LocalRuntime, input: Record<string, unknown>) {
         `Member must satisfy enum value set: [${STATUSES.join(', ')}]`,
     );
   }
+  const redriveFilter = optionalString(input, 'redriveFilter');
+  if (redriveFilter !== undefined && redriveFilter !== 'REDRIVEN' && redriveFilter !== 'NOT_REDRIVEN') {
+    throw validation(
+      `1 validation error detected: Value '${redriveFilter}' at 'redriveFilter' failed to satisfy constraint: ` +
+        'Member must satisfy enum value set: [REDRIVEN, NOT_REDRIVEN]',
+    );
+  }
   const maxResults = maxResultsOf(input);
   const nextToken = optionalString(input, 'nextToken');
   const after = nextToken !== undefined ? decodeToken(nextToken, filter) : undefined;
   const matching = runtime.executions
     .list()
     .filter((record) => filter === null || record.status === filter)
+    .filter(
+      (record) => redriveFilter === undefined || (redriveFilter === 'REDRIVEN') === (record.redriveCount ?? 0) > 0,
+    )
     .filter((record) => after === undefined || newestFirst(after, record) < 0);
   const page = matching.slice(0, maxResults);
   const last = page.at(-1);
@@ -284,6 +304,151 @@ function listExecutions(runtime: LocalRuntime, input: Record<string, unknown>) {
     ...(matching.length > maxResults && last
       ? { nextToken: encodeToken({ startedAt: last.startedAt, id: last.id, filter }) }
       : {}),
+  };
+}
+
+/** A page of `items` from the offset in `nextToken` (an opaque token bound to `what`), `maxResults` long. */
+function pageOf<T>(items: readonly T[], input: Record<string, unknown>, what: string) {
+  const maxResults = maxResultsOf(input);
+  const nextToken = optionalString(input, 'nextToken');
+  let offset = 0;
+  if (nextToken !== undefined) {
+    try {
+      const token = JSON.parse(Buffer.from(nextToken, 'base64url').toString('utf8')) as {
+        offset?: unknown;
+        what?: unknown;
+      };
+      if (token.what !== what || typeof token.offset !== 'number' || !Number.isInteger(token.offset)) throw new Error();
+      offset = token.offset;
+    } catch {
+      throw new AwsApiError('InvalidToken', `Invalid Token: '${nextToken.slice(0, 100)}'`);
+    }
+  }
+  const end = offset + maxResults;
+  return {
+    page: items.slice(offset, end),
+    ...(end < items.length
+      ? { nextToken: Buffer.from(JSON.stringify({ offset: end, what })).toString('base64url') }
+      : {}),
+  };
+}
+
+/** An event as GetExecutionHistory returns it: epoch seconds, no local fields, execution data only if asked for. */
+function historyEvent(event: HistoryEvent, includeData: boolean) {
+  const { iterationOf: _local, timestamp, ...rest } = event;
+  const shown: Record<string, unknown> = { ...rest, timestamp: timestamp / 1000 };
+  if (includeData) return shown;
+  for (const [key, value] of Object.entries(shown)) {
+    if (!key.endsWith('EventDetails') || typeof value !== 'object' || value === null) continue;
+    const { input: _input, output: _output, parameters: _parameters, ...kept } = value as Record<string, unknown>;
+    shown[key] = kept;
+  }
+  return shown;
+}
+
+/** GetExecutionHistory: https://docs.aws.amazon.com/step-functions/latest/apireference/API_GetExecutionHistory.html */
+function executionHistory(runtime: LocalRuntime, input: Record<string, unknown>) {
+  const arn = requiredString(input, 'executionArn');
+  const record = executionOf(runtime, arn);
+  const reverse = input.reverseOrder === true;
+  const includeData = input.includeExecutionData !== false;
+  const events = readHistory(runtime.executions.folder, record.id);
+  const ordered = reverse ? events.reverse() : events;
+  const { page, nextToken } = pageOf(ordered, input, `${record.id}:${reverse}`);
+  return { events: page.map((event) => historyEvent(event, includeData)), ...(nextToken ? { nextToken } : {}) };
+}
+
+/** RedriveExecution: https://docs.aws.amazon.com/step-functions/latest/apireference/API_RedriveExecution.html */
+function redriveExecution(runtime: LocalRuntime, input: Record<string, unknown>) {
+  const record = executionOf(runtime, requiredString(input, 'executionArn'));
+  const clientToken = optionalString(input, 'clientToken');
+  if (clientToken !== undefined && (clientToken.length < 1 || clientToken.length > 64)) {
+    throw validation("'clientToken' must be 1 to 64 characters");
+  }
+  try {
+    const { redriveDate, done } = runtime.redriveExecution(record, clientToken !== undefined ? { clientToken } : {});
+    void done?.catch(() => undefined);
+    return { redriveDate: seconds(redriveDate) };
+  } catch (error) {
+    if (error instanceof ExecutionNotRedrivableError) throw new AwsApiError('ExecutionNotRedrivable', error.message);
+    throw error;
+  }
+}
+
+/** The map run of an ARN: a malformed one is InvalidArn, an unknown one ResourceNotFound. */
+function mapRunOf(runtime: LocalRuntime, arn: string): MapRunRecord {
+  const { type } = parseArn(arn);
+  if (type !== 'mapRun')
+    throw new AwsApiError('InvalidArn', `Invalid Arn: 'Resource type not valid in this context: ${type}'`);
+  const record = runtime.mapRuns.read(arn);
+  if (!record) throw new AwsApiError('ResourceNotFound', `Resource Not Found: '${arn}'`);
+  return record;
+}
+
+/** DescribeMapRun: https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeMapRun.html */
+function describeMapRun(run: MapRunRecord) {
+  const { counts } = run;
+  const executionCounts = {
+    pending: counts.pending,
+    running: counts.running,
+    succeeded: counts.succeeded,
+    failed: counts.failed,
+    timedOut: counts.timedOut,
+    aborted: counts.aborted,
+    total: counts.total,
+    resultsWritten: counts.resultsWritten,
+    failuresNotRedrivable: 0,
+    pendingRedrive: 0,
+  };
+  return {
+    mapRunArn: run.mapRunArn,
+    executionArn: executionArn(run.executionName),
+    status: run.status,
+    startDate: seconds(run.startDate),
+    ...(run.stopDate ? { stopDate: seconds(run.stopDate) } : {}),
+    maxConcurrency: run.maxConcurrency,
+    toleratedFailurePercentage: run.toleratedFailurePercentage,
+    toleratedFailureCount: run.toleratedFailureCount,
+    itemCounts: executionCounts,
+    executionCounts,
+    redriveCount: 0,
+  };
+}
+
+/** ListMapRuns: https://docs.aws.amazon.com/step-functions/latest/apireference/API_ListMapRuns.html */
+function listMapRuns(runtime: LocalRuntime, input: Record<string, unknown>) {
+  const record = executionOf(runtime, requiredString(input, 'executionArn'));
+  const runs = runtime.mapRuns.list(record.id);
+  const { page, nextToken } = pageOf(runs, input, `mapRuns:${record.id}`);
+  return {
+    mapRuns: page.map((run) => ({
+      executionArn: executionArn(record.id),
+      mapRunArn: run.mapRunArn,
+      stateMachineArn: STATE_MACHINE_ARN,
+      startDate: seconds(run.startDate),
+      ...(run.stopDate ? { stopDate: seconds(run.stopDate) } : {}),
+    })),
+    ...(nextToken ? { nextToken } : {}),
+  };
+}
+
+/** ListExecutions of a map run: its children that ended, as ExecutionListItems with the map run's ARN. */
+function listChildExecutions(run: MapRunRecord, input: Record<string, unknown>) {
+  const filter = optionalString(input, 'statusFilter');
+  const children = (run.children ?? []).filter((child) => filter === undefined || child.status === filter);
+  const childMachine = run.mapRunArn.replace(':mapRun:', ':stateMachine:').replace(/:[^:]+$/, '');
+  const { page, nextToken } = pageOf(children, input, `children:${run.mapRunArn}:${filter ?? ''}`);
+  return {
+    executions: page.map((child) => ({
+      executionArn: child.executionArn,
+      stateMachineArn: childMachine,
+      name: child.name,
+      status: child.status,
+      startDate: seconds(child.startDate),
+      stopDate: seconds(child.stopDate),
+      mapRunArn: run.mapRunArn,
+    })),
+    ...(nextToken ? { nextToken } : {}),
   };
 }
 
@@ -323,7 +488,15 @@ export function stepFunctionsApi(runtime: LocalRuntime): AwsJsonHandler {
       case 'StartExecution':
         return startExecution(runtime, input);
       case 'DescribeExecution':
-        return describeExecution(executionOf(runtime, requiredString(input, 'executionArn')));
+        return describeExecution(runtime, executionOf(runtime, requiredString(input, 'executionArn')));
+      case 'GetExecutionHistory':
+        return executionHistory(runtime, input);
+      case 'RedriveExecution':
+        return redriveExecution(runtime, input);
+      case 'ListMapRuns':
+        return listMapRuns(runtime, input);
+      case 'DescribeMapRun':
+        return describeMapRun(mapRunOf(runtime, requiredString(input, 'mapRunArn')));
       case 'ListExecutions':
         return listExecutions(runtime, input);
       case 'StopExecution':

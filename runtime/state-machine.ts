@@ -22,6 +22,7 @@ import {
 } from 'aws-local-stepfunctions';
 import { HANDLERS, PLACEHOLDERS } from '../functions/catalog.ts';
 import type { FailureDetails } from '../functions/contracts.ts';
+import type { HandlerDeps } from '../functions/handlers/shared.ts';
 import { causeLine, readableCause as plainCause, plainFailure } from '../functions/run/failure-message.ts';
 import type { AthenaApi } from './athena.ts';
 import { DataLimitExceededError, type ExecutionEvent, runWithLimits } from './data-limit.ts';
@@ -31,12 +32,14 @@ import {
   INLINE_MAP_RESOURCE,
   inlineMapHandler,
   type Json,
+  type MapRunUpdate,
   prepareDefinition,
   type StateDefinition,
   type TaskHandler,
   walkStates,
 } from './distributed-map.ts';
 import { LOCAL_ATHENA_DATABASE, LOCAL_ATHENA_WORKGROUP } from './environment.ts';
+import type { ExecutionObserver } from './history.ts';
 import { LOCAL_BUCKETS } from './s3-server.ts';
 
 /** A cause as a person reads it: a Lambda error's message, not its JSON and trace; plain, escaped and bounded. */
@@ -197,16 +200,33 @@ function taskHandler(
 const functionNameOf = (functionName: string) =>
   functionName.startsWith('arn:') ? (functionName.split(':')[6] ?? '') : (functionName.split(':')[0] ?? '');
 
+/** A handler module: `createHandler(deps)` (the factory) and `handler` (Lambda's, from the environment). */
+interface HandlerModule {
+  readonly createHandler?: (deps: HandlerDeps) => LambdaHandler;
+  readonly handler?: LambdaHandler;
+}
+type LambdaHandler = (event: Json, context: object) => Promise<Json>;
+
 /**
  * Lambda functions from handler modules: the function name is looked up in `functions`
  * (by default the catalog's local names → entry files) and `<dir>/<entry>` is imported on first
- * use; its `handler(event, context)` is called. An unknown function fails as Lambda does.
+ * use. With `deps` (the runtime's store, configuration and pipelines), the module's
+ * `createHandler(deps())` is built once and called, so each runtime's functions serve its own
+ * endpoint; without (or for a module with no factory) its `handler(event, context)` is called.
+ * An unknown function fails as Lambda does.
  */
 export function handlerModules(
   dir: string,
   functions: Readonly<Record<string, string>> = LOCAL_FUNCTIONS,
+  deps?: () => HandlerDeps,
 ): LocalServices['invokeLambda'] {
-  const modules = new Map<string, Promise<{ handler?: (event: Json, context: object) => Promise<Json> }>>();
+  const handlers = new Map<string, Promise<LambdaHandler>>();
+  const load = async (file: string): Promise<LambdaHandler> => {
+    const module = (await import(pathToFileURL(file).href)) as HandlerModule;
+    if (deps && typeof module.createHandler === 'function') return module.createHandler(deps());
+    if (typeof module.handler === 'function') return module.handler;
+    throw new TaskError('Lambda.ResourceNotFoundException', `${file} exports no handler`);
+  };
   return async (functionName, payload) => {
     const name = functionNameOf(functionName);
     const entry = Object.hasOwn(functions, name) ? functions[name] : undefined;
@@ -220,14 +240,14 @@ export function handlerModules(
     if (!existsSync(file)) {
       throw new TaskError('Lambda.ResourceNotFoundException', `Function not found: ${functionName} (no ${file})`);
     }
-    let loaded = modules.get(file);
+    let loaded = handlers.get(file);
     if (!loaded) {
-      loaded = import(pathToFileURL(file).href);
-      modules.set(file, loaded);
+      loaded = load(file);
+      handlers.set(file, loaded);
+      // A failed start (a bad pipeline file) is tried again on the next call, once it may be fixed.
+      loaded.catch(() => handlers.delete(file));
     }
-    const { handler } = await loaded;
-    if (typeof handler !== 'function')
-      throw new TaskError('Lambda.ResourceNotFoundException', `${file} exports no handler`);
+    const handler = await loaded;
     const context = { functionName: name, awsRequestId: crypto.randomUUID(), getRemainingTimeInMillis: () => 900_000 };
     return handler(payload, context);
   };
@@ -243,7 +263,8 @@ export interface StepRecord {
 }
 
 export interface ExecutionOutcome {
-  readonly status: 'SUCCEEDED' | 'FAILED' | 'ABORTED';
+  /** TIMED_OUT: the state machine's TimeoutSeconds passed (error States.Timeout), as DescribeExecution says on AWS. */
+  readonly status: 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
   readonly output: Json;
   /** The state machine's error and cause, as Step Functions reports them (a Lambda error's JSON included). */
   readonly error: string | null;
@@ -272,6 +293,8 @@ export interface ExecuteOptions {
   readonly waitTimeOverrides?: Readonly<Record<string, number>>;
   /** Retry intervals in ms by state name. For tests only: a run keeps the ASL's backoff. */
   readonly retryIntervalOverrides?: Readonly<Record<string, number | number[]>>;
+  /** Sees the execution's events, its Task calls and its Map Runs (the execution history, `history.ts`). */
+  readonly observer?: ExecutionObserver;
 }
 
 /** Runs one execution of a definition to its end. Never rejects for a failed execution: see `status`. */
@@ -301,11 +324,37 @@ export async function execute(
 
   const handlers: Record<string, TaskHandler> = {};
   const origin = new Map<string, string>();
+  // A Distributed Map's children are executions of their own: their Task calls are not in this history.
+  const inChildren = new Set<string>();
+  for (const map of distributedMaps.values()) {
+    const processor = (map.ItemProcessor ?? map.Iterator) as { States: Record<string, StateDefinition> };
+    walkStates(processor.States, (name) => inChildren.add(name));
+  }
+  const { observer } = options;
+  const observed =
+    (name: string, handler: TaskHandler): TaskHandler =>
+    async (parameters) => {
+      observer?.task({ state: name, phase: 'scheduled', parameters });
+      try {
+        const output = await handler(parameters);
+        observer?.task({ state: name, phase: 'succeeded', output });
+        return output;
+      } catch (error) {
+        const failure = error as Error;
+        observer?.task({
+          state: name,
+          phase: 'failed',
+          error: failure?.name ?? 'Error',
+          cause: failure?.message ?? '',
+        });
+        throw error;
+      }
+    };
   const add = (name: string, handler: TaskHandler, what: string) => {
     // The library keys Task overrides by state name, nested states included: names must be unique.
     if (origin.has(name)) throw new Error(`state name "${name}" is used twice (${origin.get(name)}, ${what})`);
     origin.set(name, what);
-    handlers[name] = handler;
+    handlers[name] = observer && !inChildren.has(name) ? observed(name, handler) : handler;
   };
   // RecordFailure's result is the run record: its plain message is what the execution's record shows.
   let recorded: { message?: string; details?: FailureDetails } | undefined;
@@ -338,13 +387,18 @@ export async function execute(
         maxConcurrency: options.maxConcurrency,
         waitTimeOverrides,
         retryIntervalOverrides: options.retryIntervalOverrides,
+        ...(observer ? { onMapRun: (update: MapRunUpdate) => observer.mapRun(update) } : {}),
       }),
       'Distributed Map',
     );
   }
 
   const steps = new Map<string, StepState>();
-  const logger = eventLogger(log, steps);
+  const logLines = eventLogger(log, steps);
+  const logger = (event: ExecutionEvent) => {
+    logLines(event);
+    observer?.event(event);
+  };
   for (const [name, map] of inlineMaps) {
     const processor = (map.ItemProcessor ?? map.Iterator) as { States: Record<string, StateDefinition> };
     addTasks(processor.States);
@@ -366,7 +420,11 @@ export async function execute(
   const stepList = (): StepRecord[] =>
     [...steps].map(([name, s]) => ({ name, status: s.status, ms: s.ms, times: s.times }));
   /** A failed outcome, with the plain message (the run record's, else made from the error and cause). */
-  const failed = (status: 'FAILED' | 'ABORTED', error: string, cause: string | null): ExecutionOutcome => ({
+  const failed = (
+    status: 'FAILED' | 'ABORTED' | 'TIMED_OUT',
+    error: string,
+    cause: string | null,
+  ): ExecutionOutcome => ({
     status,
     output: null,
     error,
@@ -396,7 +454,7 @@ export async function execute(
       return failed('ABORTED', 'Sluice.Aborted', 'the local runtime was stopped');
     }
     if (error instanceof ExecutionTimeoutError) {
-      return failed('FAILED', 'States.Timeout', error.message);
+      return failed('TIMED_OUT', 'States.Timeout', error.message);
     }
     const failure = error instanceof ExecutionError ? (error.cause as Error) : (error as Error);
     return failed('FAILED', failure?.name ?? 'Error', failure?.message ?? null);

@@ -15,9 +15,9 @@ import {
   DescribeStateMachineCommand,
   ExecutionAlreadyExists,
   ExecutionDoesNotExist,
-  GetExecutionHistoryCommand,
   ListExecutionsCommand,
   ListStateMachinesCommand,
+  SendTaskSuccessCommand,
   SFNClient,
   StartExecutionCommand,
   StopExecutionCommand,
@@ -337,12 +337,10 @@ describe('the Step Functions API of the embedded runtime (@aws-sdk/client-sfn)',
     ).rejects.toMatchObject({ name: 'ValidationException' });
   });
 
-  it('answers the operations not served yet with UnknownOperationException', async () => {
-    await expect(
-      sfn.send(new GetExecutionHistoryCommand({ executionArn: executionArn('api-ok-1') })),
-    ).rejects.toMatchObject({
+  it('answers the operations it does not serve with UnknownOperationException', async () => {
+    await expect(sfn.send(new SendTaskSuccessCommand({ taskToken: 'token', output: '{}' }))).rejects.toMatchObject({
       name: 'UnknownOperationException',
-      message: 'GetExecutionHistory is not served by the embedded runtime yet',
+      message: 'SendTaskSuccess is not served by the embedded runtime yet',
     });
   });
 });
