@@ -1,8 +1,12 @@
 import { tmpdir } from 'node:os';
+import { ENV } from './catalog.ts';
 import { ConfigError } from './errors.ts';
 import { parseByteSize } from './pipeline/size.ts';
 
-/** Settings every handler reads once, at start-up. */
+/**
+ * What every handler is configured with: on Lambda read once from the function's environment
+ * (`readConfig`), in the embedded runtime given by the runtime (`runtime/environment.ts`).
+ */
 export interface Config {
   readonly inputBucket: string;
   readonly workingBucket: string;
@@ -19,19 +23,28 @@ function required(env: NodeJS.ProcessEnv, name: string): string {
   return value;
 }
 
-/** Reads the configuration from the environment; fails naming the first missing setting. */
-export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const override = env.SLUICE_CHUNK_SIZE;
-  const chunkSizeOverride = override ? parseByteSize(override) : undefined;
-  if (Number.isNaN(chunkSizeOverride)) {
-    throw new ConfigError(`SLUICE_CHUNK_SIZE="${override}" is not a size such as 1MB or 64MB`);
+/**
+ * The chunk size override (`SLUICE_CHUNK_SIZE`) of an environment, the one setting the
+ * embedded runtime takes from the user's environment into the handlers' configuration.
+ */
+export function readChunkSizeOverride(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const override = env[ENV.chunkSize];
+  const chunkSize = override ? parseByteSize(override) : undefined;
+  if (Number.isNaN(chunkSize)) {
+    throw new ConfigError(`${ENV.chunkSize}="${override}" is not a size such as 1MB or 64MB`);
   }
+  return chunkSize;
+}
+
+/** Reads the configuration from the environment (a Lambda's); fails naming the first missing setting. */
+export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const chunkSizeOverride = readChunkSizeOverride(env);
   return {
-    inputBucket: required(env, 'SLUICE_INPUT_BUCKET'),
-    workingBucket: required(env, 'SLUICE_WORKING_BUCKET'),
-    warehouseBucket: required(env, 'SLUICE_WAREHOUSE_BUCKET'),
-    pipelinesDir: required(env, 'SLUICE_PIPELINES_DIR'),
-    tmpDir: env.SLUICE_TMP_DIR || tmpdir(),
+    inputBucket: required(env, ENV.inputBucket),
+    workingBucket: required(env, ENV.workingBucket),
+    warehouseBucket: required(env, ENV.warehouseBucket),
+    pipelinesDir: required(env, ENV.pipelinesDir),
+    tmpDir: env[ENV.tmpDir] || tmpdir(),
     chunkSizeOverride,
   };
 }

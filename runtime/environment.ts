@@ -1,11 +1,15 @@
 /**
- * The local stand-ins for the stack's settings: what CDK puts in each Lambda's environment
- * on AWS. Handlers read them once, at import (their S3 client is built at module scope),
- * so they must be set before the first handler is imported, and one process serves one
- * S3 endpoint.
+ * The local stand-ins for the stack's settings: the runtime's files, the Athena names, and
+ * what CDK puts in each Lambda's environment on AWS, which the runtime gives to the handlers'
+ * factories (`localHandlerDeps`) instead of setting `process.env`.
  */
 import { join, resolve } from 'node:path';
-import { ENV } from '../functions/catalog.ts';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { type Config, readChunkSizeOverride } from '../functions/config.ts';
+import type { HandlerDeps } from '../functions/handlers/shared.ts';
+import { loadPipelines } from '../functions/pipeline/definition.ts';
+import { S3ObjectStore } from '../functions/storage/s3-store.ts';
+import { localS3Client } from './s3-client.ts';
 import { LOCAL_BUCKETS } from './s3-server.ts';
 
 export interface LocalPaths {
@@ -13,6 +17,8 @@ export interface LocalPaths {
   readonly dir: string;
   /** The repository root: `pipelines/`, `state-machines/`, `functions/handlers/`. */
   readonly repoRoot: string;
+  /** The pipeline definitions, when not the repository's `pipelines/` (`sluice --pipelines <dir>`). */
+  readonly pipelinesDir?: string;
 }
 
 /** The Glue database the ASL's `${GlueDatabase}` and the handlers' database setting get locally. */
@@ -29,38 +35,46 @@ export const localFiles = (paths: LocalPaths) => {
     notifications: join(dir, 'notifications.jsonl'),
     devInfo: join(dir, 'dev.json'),
     tmp: join(dir, 'tmp'),
-    pipelines: join(resolve(paths.repoRoot), 'pipelines'),
+    pipelines: paths.pipelinesDir ? resolve(paths.pipelinesDir) : join(resolve(paths.repoRoot), 'pipelines'),
     stateMachine: join(resolve(paths.repoRoot), 'state-machines', 'pipeline.asl.json'),
     handlers: join(resolve(paths.repoRoot), 'functions', 'handlers'),
   };
 };
 
-let appliedEndpoint: string | undefined;
-
 /**
- * Sets the handlers' environment for an S3 endpoint. Dummy credentials are set only when
- * none are configured. The chunk size (`ENV.chunkSize`) is left as the user set it (the planner reads it).
- * Throws if called again with another endpoint: handlers already imported keep the first.
+ * The handlers' dependencies in the embedded runtime for one S3 endpoint: the configuration CDK
+ * puts in each Lambda's environment on AWS (`infra/handlers.ts`), given to the handlers'
+ * factories instead of set in `process.env`, so that runtimes on several endpoints can share a
+ * process. Built on the first call (as a Lambda builds them on its first invocation) and kept.
+ * The chunk size override (`SLUICE_CHUNK_SIZE`) is the one setting taken from the user's environment.
  */
-export function applyLocalEnvironment(endpoint: string, paths: LocalPaths, env: NodeJS.ProcessEnv = process.env): void {
-  if (env === process.env && appliedEndpoint !== undefined && appliedEndpoint !== endpoint) {
-    throw new Error(
-      `this process already serves the S3 endpoint ${appliedEndpoint}; handlers cannot be pointed at ${endpoint}`,
-    );
-  }
-  const files = localFiles(paths);
-  Object.assign(env, {
-    AWS_ENDPOINT_URL_S3: endpoint,
-    AWS_REGION: 'us-east-1',
-    [ENV.s3ForcePathStyle]: 'true',
-    [ENV.inputBucket]: LOCAL_BUCKETS.input,
-    [ENV.workingBucket]: LOCAL_BUCKETS.working,
-    [ENV.warehouseBucket]: LOCAL_BUCKETS.warehouse,
-    [ENV.pipelinesDir]: files.pipelines,
-    [ENV.athenaDatabase]: LOCAL_ATHENA_DATABASE,
-    [ENV.tmpDir]: files.tmp,
-  });
-  env.AWS_ACCESS_KEY_ID ||= 'sluice-local';
-  env.AWS_SECRET_ACCESS_KEY ||= 'sluice-local';
-  if (env === process.env) appliedEndpoint = endpoint;
+export function localHandlerDeps(
+  endpoint: string,
+  paths: LocalPaths,
+  env: NodeJS.ProcessEnv = process.env,
+): () => HandlerDeps {
+  let deps: HandlerDeps | undefined;
+  return () => {
+    if (!deps) {
+      const files = localFiles(paths);
+      const config: Config = {
+        inputBucket: LOCAL_BUCKETS.input,
+        workingBucket: LOCAL_BUCKETS.working,
+        warehouseBucket: LOCAL_BUCKETS.warehouse,
+        pipelinesDir: files.pipelines,
+        tmpDir: files.tmp,
+        chunkSizeOverride: readChunkSizeOverride(env),
+      };
+      // The handlers' own client, as each Lambda has its own.
+      const s3 = localS3Client(endpoint);
+      // Step Functions on the same endpoint (runtime/sfn-api.ts): the lease asks it whether a holder still runs.
+      const sfn = new SFNClient({
+        endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'sluice-local', secretAccessKey: 'sluice-local' },
+      });
+      deps = { config, s3, sfn, store: new S3ObjectStore(s3), pipelines: loadPipelines(files.pipelines) };
+    }
+    return deps;
+  };
 }

@@ -1,9 +1,10 @@
 import type { PlanEvent, RunState } from '../contracts.ts';
 import { plan } from '../planning/planner.ts';
 import { withPlainErrors } from '../run/failure-message.ts';
-import { config, pipelines, store } from './shared.ts';
+import { type Handler, type HandlerDeps, onFirstCall } from './shared.ts';
 
 /** Plan state: resolve inputs, split into chunks, write the manifest. Errors reach the state machine plain and bounded. */
-export const handler = withPlainErrors(
-  (event: PlanEvent): Promise<RunState> => plan(event, { store, config, pipelines }),
-);
+export const createHandler = (deps: HandlerDeps): Handler<PlanEvent, RunState> =>
+  withPlainErrors((event) => plan(event, deps));
+
+export const handler = onFirstCall(createHandler);

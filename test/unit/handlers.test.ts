@@ -4,7 +4,7 @@
  * RecordFailure reads the error where the ASL's RecordFailure state puts it.
  */
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Chunk, ChunkFailure, ChunkResult } from '../../functions/contracts.ts';
 import { InputError } from '../../functions/errors.ts';
 import { MAX_MESSAGE_CHARS } from '../../functions/run/failure-message.ts';
@@ -40,25 +40,22 @@ vi.mock('../../functions/worker/worker.ts', async (importOriginal) => ({
   },
 }));
 
-// The handlers' module-scope store is an in-memory one, so the Work handler's error file can be read back.
-vi.mock('../../functions/handlers/shared.ts', async () => {
-  const { MemoryStore: Store } = await import('../support/memory-store.ts');
-  const fixtures = await import('../support/fixtures.ts');
-  return { store: new Store(), config: fixtures.testConfig(), pipelines: fixtures.pipelines };
-});
+/** The Work handler built by its factory on an in-memory store, so its error file can be read back. */
+async function workHandler() {
+  const { createHandler } = await import('../../functions/handlers/work.ts');
+  const store = new MemoryStore();
+  const config = testConfig();
+  return { store, config, handler: createHandler({ store, config, pipelines, clock: () => new Date(FIXED_TIME) }) };
+}
+const FIXED_TIME = '2024-03-04T20:01:00.000Z';
 
 describe('the Work handler', () => {
   it('returns a ChunkSummary of a few bytes, not the whole ChunkResult', async () => {
-    vi.stubEnv('SLUICE_INPUT_BUCKET', 'sluice-input');
-    vi.stubEnv('SLUICE_WORKING_BUCKET', 'sluice-working');
-    vi.stubEnv('SLUICE_WAREHOUSE_BUCKET', 'sluice-warehouse');
-    vi.stubEnv('SLUICE_PIPELINES_DIR', join(import.meta.dirname, '../../pipelines'));
-    const { handler } = await import('../../functions/handlers/work.ts');
+    const { handler } = await workHandler();
     const chunk: Chunk = { runId: 'r', pipeline: 'access-logs', index: 7, parts: [] };
     const out = await handler(chunk);
     expect(out).toEqual({ index: 7, rowsRead: 1000, rowsStaged: 990, rowsRejected: 10 });
     expect(JSON.stringify(out).length).toBeLessThan(100);
-    vi.unstubAllEnvs();
   });
 });
 
@@ -71,7 +68,7 @@ describe('the Work handler when the chunk fails', () => {
   };
 
   it('rethrows the same error type with a plain, bounded message and no stack frames', async () => {
-    const { handler } = await import('../../functions/handlers/work.ts');
+    const { handler } = await workHandler();
     // A message as a gzip bomb made one: hundreds of KB of NUL bytes, and a stack with absolute paths.
     work.failWith = new InputError(`s3://sluice-input/access-logs/bomb.csv.gz: bad line ${'\0'.repeat(300_000)} end`);
     try {
@@ -89,26 +86,66 @@ describe('the Work handler when the chunk fails', () => {
     }
   });
 
-  it("leaves the chunk's error (type, plain message, parts, request id) in the run folder", async () => {
-    const { handler } = await import('../../functions/handlers/work.ts');
-    const shared = await import('../../functions/handlers/shared.ts');
+  it("leaves the chunk's error (type, plain message, parts, request id, time) in the run folder", async () => {
+    const { handler, store, config } = await workHandler();
     work.failWith = new TypeError("Cannot read properties of undefined (reading 'x')");
     try {
       await expect(handler(chunk, { awsRequestId: 'req-2' })).rejects.toThrow(TypeError);
     } finally {
       work.failWith = undefined;
     }
-    const failure = await shared.store.getJson<ChunkFailure>(
-      shared.config.workingBucket,
+    const failure = await store.getJson<ChunkFailure>(
+      config.workingBucket,
       layout.chunkError('access-logs', 'r-bomb', 3),
     );
-    expect(failure).toMatchObject({
+    expect(failure).toEqual({
       index: 3,
       errorType: 'TypeError',
       message: "Cannot read properties of undefined (reading 'x')",
       parts: [{ key: 'access-logs/bomb.csv.gz', start: 0, end: 900 }],
       requestId: 'req-2',
+      failedAt: FIXED_TIME,
     });
+  });
+});
+
+describe("Lambda's handler (the factory applied to the function's environment)", () => {
+  beforeEach(() => vi.resetModules());
+  afterEach(() => vi.unstubAllEnvs());
+
+  it('names a missing setting, plainly, on the first call', async () => {
+    vi.stubEnv('SLUICE_INPUT_BUCKET', 'sluice-input');
+    vi.stubEnv('SLUICE_WORKING_BUCKET', '');
+    const { handler } = await import('../../functions/handlers/plan.ts');
+
+    const event = { request: { pipeline: 'access-logs', trigger: 'schedule' }, runId: 'r', startedAt: 'x' } as const;
+    const thrown = await handler(event).then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+
+    expect(thrown?.name).toBe('Sluice.ConfigError');
+    expect(thrown?.message).toMatch(/setting SLUICE_WORKING_BUCKET is missing/);
+    expect(thrown?.stack).toBe(`Sluice.ConfigError: ${thrown?.message}`);
+  });
+
+  it('reads the pipelines the environment names, once', async () => {
+    vi.stubEnv('SLUICE_INPUT_BUCKET', 'sluice-input');
+    vi.stubEnv('SLUICE_WORKING_BUCKET', 'sluice-working');
+    vi.stubEnv('SLUICE_WAREHOUSE_BUCKET', 'sluice-warehouse');
+    vi.stubEnv('SLUICE_PIPELINES_DIR', join(import.meta.dirname, '../../pipelines'));
+    const { handler } = await import('../../functions/handlers/work.ts');
+    const shared = await import('../../functions/handlers/shared.ts');
+
+    const out = await handler({ runId: 'r', pipeline: 'access-logs', index: 7, parts: [] });
+    // Settings changed after the first call are not read again (as on Lambda, where they cannot change).
+    vi.stubEnv('SLUICE_PIPELINES_DIR', '/nowhere');
+
+    expect(out).toEqual({ index: 7, rowsRead: 1000, rowsStaged: 990, rowsRejected: 10 });
+    expect(shared.fromEnvironment().pipelines.has('access-logs')).toBe(true);
+    await expect(handler({ runId: 'r', pipeline: 'no-such-pipeline', index: 1, parts: [] })).rejects.toThrow(
+      /not a chunk of a known pipeline/,
+    );
   });
 });
 
