@@ -259,11 +259,28 @@ export async function executionSteps(
 
 type Step = { status: StepRecord['status']; ms: number; times: number; entered?: number };
 
-/** See {@link executionSteps}. Nested states are skipped by depth (Map iterations, Parallel branches). */
+const NESTING_STARTS = new Set(['MapIterationStarted', 'ParallelStateStarted']);
+const NESTING_ENDS = new Set([
+  'MapIterationSucceeded',
+  'MapIterationFailed',
+  'MapIterationAborted',
+  'ParallelStateSucceeded',
+  'ParallelStateFailed',
+  'ParallelStateAborted',
+]);
+const EXECUTION_ENDS = new Set(['ExecutionFailed', 'ExecutionAborted', 'ExecutionTimedOut']);
+
+/**
+ * See {@link executionSteps}. Nested states are skipped by depth (Map iterations, Parallel
+ * branches). A state with a failure event (TaskFailed, MapRunFailed, MapStateFailed...) that is
+ * then left, or followed by another state, was CAUGHT; a success event after a failure (a retry
+ * that worked) clears it.
+ */
 export function stepsFromHistory(events: readonly HistoryEvent[], status: string | undefined): StepRecord[] {
   const steps = new Map<string, Step>();
   let depth = 0;
   let open: string | undefined;
+  let failed = false;
   const close = (at: number, outcome: StepRecord['status']) => {
     const step = open ? steps.get(open) : undefined;
     if (step && step.entered !== undefined) {
@@ -272,21 +289,13 @@ export function stepsFromHistory(events: readonly HistoryEvent[], status: string
       step.status = outcome;
     }
     open = undefined;
+    failed = false;
   };
   for (const event of events) {
     const at = event.timestamp ? new Date(event.timestamp).getTime() : 0;
     const type = event.type ?? '';
-    if (type === 'MapIterationStarted' || type === 'ParallelStateStarted') depth++;
-    if (
-      type === 'MapIterationSucceeded' ||
-      type === 'MapIterationFailed' ||
-      type === 'MapIterationAborted' ||
-      type === 'ParallelStateSucceeded' ||
-      type === 'ParallelStateFailed' ||
-      type === 'ParallelStateAborted'
-    ) {
-      depth = Math.max(0, depth - 1);
-    }
+    if (NESTING_STARTS.has(type)) depth++;
+    if (NESTING_ENDS.has(type)) depth = Math.max(0, depth - 1);
     if (depth > 0) continue;
     if (type.endsWith('StateEntered') && event.stateEnteredEventDetails?.name) {
       // The state before was left without an exit: its error was caught.
@@ -299,9 +308,13 @@ export function stepsFromHistory(events: readonly HistoryEvent[], status: string
       steps.set(name, step);
       open = name;
     } else if (type.endsWith('StateExited') && event.stateExitedEventDetails?.name === open) {
-      close(at, steps.get(open ?? '')?.status === 'CAUGHT' ? 'CAUGHT' : 'SUCCEEDED');
-    } else if (type === 'ExecutionFailed' || type === 'ExecutionAborted' || type === 'ExecutionTimedOut') {
+      close(at, failed ? 'CAUGHT' : 'SUCCEEDED');
+    } else if (EXECUTION_ENDS.has(type)) {
       if (open) close(at, 'FAILED');
+    } else if (open && (type.endsWith('Failed') || type.endsWith('TimedOut'))) {
+      failed = true;
+    } else if (open && type.endsWith('Succeeded')) {
+      failed = false;
     }
   }
   if (open && status && status !== 'RUNNING') close(Date.now(), 'FAILED');

@@ -58,7 +58,9 @@ const TARGET_HELP = `--target     where: ${TARGETS.join(', ')} (default local).
                ~/.aws/config, SSO, instance role).
 --stack      the deployed stack's name (default ${DEFAULT_STACK}); only with --target localstack|aws. Its outputs
              name the buckets, the state machine, the Athena workgroup and the Glue database.
---dir        the local runtime's folder (default .sluice); only with --target local.`;
+--dir        the local runtime's folder (default .sluice); only with --target local.
+--pipelines  the local runtime's pipeline definitions (default the repository's pipelines/); only with
+             --target local, and the same as "sluice dev" was given.`;
 
 const HELP: Record<string, string> = {
   main: `sluice: run Sluice pipelines: on the embedded runtime (S3, Step Functions and Athena APIs on
@@ -96,8 +98,9 @@ Upload with any S3 client, e.g.
   aws s3 cp logs.csv s3://sluice-input/access-logs/logs.csv --endpoint-url http://127.0.0.1:4577
 
 Options:
-  --port <n>     port (default 4577; 0 picks a free one)
-  --dir <path>   runtime folder (default .sluice)`,
+  --port <n>         port (default 4577; 0 picks a free one)
+  --dir <path>       runtime folder (default .sluice)
+  --pipelines <dir>  pipeline definitions (default the repository's pipelines/)`,
   run: `Usage: sluice run <pipeline> --file <path> [--target T] [--stack S] [--dir .sluice]
        sluice run <pipeline> --scheduled [--target T] [--stack S] [--dir .sluice]
 
@@ -149,6 +152,7 @@ ${TARGET_HELP}`,
 
 const COMMON = {
   dir: { type: 'string' },
+  pipelines: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   target: { type: 'string', default: 'local' },
   stack: { type: 'string' },
@@ -162,10 +166,20 @@ function parse<O extends ParseArgsOptionsConfig>(args: string[], options: O) {
   }
 }
 
-const paths = (dir: unknown) => ({ dir: resolve(String(dir ?? '.sluice')), repoRoot: REPO_ROOT });
+/** The local runtime's folder and where the pipelines are (`--pipelines`, default the repository's `pipelines/`). */
+const paths = (dir: unknown, pipelinesDir?: string) => ({
+  dir: resolve(String(dir ?? '.sluice')),
+  repoRoot: REPO_ROOT,
+  ...(pipelinesDir ? { pipelinesDir: resolve(pipelinesDir) } : {}),
+});
 
 /** The target of a command line (--target, --stack, --dir checked together), opened. */
-async function open(values: { target?: string; stack?: string; dir?: string }): Promise<TargetSession> {
+async function open(values: {
+  target?: string;
+  stack?: string;
+  dir?: string;
+  pipelines?: string;
+}): Promise<TargetSession> {
   const target = values.target ?? 'local';
   if (!isTarget(target)) throw new UsageError(`unknown --target "${target}"; use one of ${TARGETS.join(', ')}`);
   if (target === 'local' && values.stack !== undefined) {
@@ -174,10 +188,13 @@ async function open(values: { target?: string; stack?: string; dir?: string }): 
   if (target !== 'local' && values.dir !== undefined) {
     throw new UsageError(`--dir is the local runtime's folder: it does not go with --target ${target}`);
   }
+  if (target !== 'local' && values.pipelines !== undefined) {
+    throw new UsageError(`--pipelines is the local runtime's pipelines folder: it does not go with --target ${target}`);
+  }
   if (values.stack === '') throw new UsageError('--stack needs a stack name');
   const session = await openTarget({
     target,
-    ...paths(values.dir),
+    ...paths(values.dir, values.pipelines),
     ...(values.stack !== undefined ? { stack: values.stack } : {}),
     log,
   });
@@ -196,7 +213,7 @@ async function withTarget<T>(values: Parameters<typeof open>[0], body: (session:
 }
 
 /** The repository's pipelines (the same definitions CDK deploys). */
-const pipelines = () => loadPipelines(localFiles({ dir: '.sluice', repoRoot: REPO_ROOT }).pipelines);
+const pipelines = (dir?: string) => loadPipelines(localFiles(paths('.sluice', dir)).pipelines);
 
 function noExtra(extra: string[], usage: string): void {
   if (extra.length > 0) throw new UsageError(`unexpected argument(s): ${extra.join(' ')}; usage: ${usage}`);
@@ -210,7 +227,7 @@ async function dev(args: string[]): Promise<number> {
   }
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--port "${values.port}" is not a port`);
-  await startDev({ ...paths(values.dir), port });
+  await startDev({ ...paths(values.dir, values.pipelines), port });
   return new Promise<number>(() => {}); // runs until a signal
 }
 
@@ -222,7 +239,7 @@ async function run(args: string[]): Promise<number> {
   noExtra(extra, 'sluice run <pipeline> --file <path> | --scheduled');
   if (Boolean(values.file) === Boolean(values.scheduled))
     throw new UsageError('give exactly one of --file <path> or --scheduled');
-  const pipeline = getPipeline(pipelines(), name);
+  const pipeline = getPipeline(pipelines(values.pipelines), name);
   let file: string | undefined;
   if (values.file) {
     file = resolve(String(values.file));
@@ -322,7 +339,7 @@ async function status(args: string[]): Promise<number> {
   if (values.help) return help('status');
   const [name, ...extra] = positionals;
   noExtra(extra, 'sluice status [<pipeline>]');
-  const all = pipelines();
+  const all = pipelines(values.pipelines);
   const chosen: Pipeline[] = name ? [getPipeline(all, name)] : [...all.values()];
   return withTarget(values, async (session) => {
     const rows = (await listExecutions(session, 200)).map(toRunRow);
@@ -482,7 +499,7 @@ async function backfill(args: string[]): Promise<number> {
   // Athena writes at most 100 partitions per statement (functions/pipeline/sql.ts batches by 100 days anyway).
   if (!Number.isInteger(size) || size < 1 || size > 100) throw new UsageError('--days-per-run must be 1 to 100');
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 16) throw new UsageError('--parallel must be 1 to 16');
-  const pipeline = getPipeline(pipelines(), name);
+  const pipeline = getPipeline(pipelines(values.pipelines), name);
   const windows = backfillWindows(from, to, size);
   return withTarget(values, async (session) => {
     const progress = new Progress(windows.length, process.stderr.isTTY === true);

@@ -47,6 +47,8 @@ export interface OpenTargetOptions {
   readonly dir?: string;
   /** The repository root (pipelines, state machine, handlers) of the local target. */
   readonly repoRoot: string;
+  /** The local target's pipeline definitions, when not the repository's `pipelines/`. */
+  readonly pipelinesDir?: string;
   /** The deployed stack's name (localstack and aws), default {@link DEFAULT_STACK}. */
   readonly stack?: string;
   readonly log?: (line: string) => void;
@@ -111,7 +113,11 @@ export async function openTarget(options: OpenTargetOptions): Promise<TargetSess
 }
 
 async function openLocal(options: OpenTargetOptions): Promise<TargetSession> {
-  const paths = { dir: options.dir ?? '.sluice', repoRoot: options.repoRoot };
+  const paths = {
+    dir: options.dir ?? '.sluice',
+    repoRoot: options.repoRoot,
+    ...(options.pipelinesDir ? { pipelinesDir: options.pipelinesDir } : {}),
+  };
   const running = await findDev(paths);
   let stop: (() => Promise<void>) | undefined;
   let endpoint: string;
