@@ -7,20 +7,12 @@ import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { createGzip } from 'node:zlib';
+import { randomGenerator } from '../runtime/faults.ts';
 
 export const HEADER = 'event_time,user_id,session_id,method,path,status,bytes_sent,latency_ms,user_agent,country';
 
-/** mulberry32: a small, fast, seedable PRNG. */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small, fast, seedable PRNG (the one fault injection draws from). */
+export const random = randomGenerator;
 
 const PATHS = [
   '/',

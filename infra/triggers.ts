@@ -74,31 +74,13 @@ export class Triggers extends Construct {
     for (const pipeline of scheduled) this.addSchedule(pipeline, role, props);
   }
 
+  /** A run for every object created under the pipeline's input (S3 "Object Created" through EventBridge). */
   private addObjectRule(pipeline: Pipeline, props: TriggersProps): void {
-    const input: RunRequest = {
-      pipeline: pipeline.name,
-      trigger: 'object',
-      bucket: EventField.fromPath('$.detail.bucket.name'),
-      key: EventField.fromPath('$.detail.object.key'),
-    };
-    new Rule(this, `${pipeline.name}-objects`, {
+    this.addObjectEventRule(pipeline, props, {
+      id: `${pipeline.name}-objects`,
       description: `Sluice ${pipeline.name}: run on objects created under ${pipeline.input.prefix}`,
-      eventPattern: {
-        source: ['aws.s3'],
-        detailType: ['Object Created'],
-        detail: {
-          bucket: { name: [props.inputBucket.bucketName] },
-          object: { key: inputKeyPatterns(pipeline) },
-        },
-      },
-      targets: [
-        new SfnStateMachine(props.stateMachine, {
-          input: RuleTargetInput.fromObject(input),
-          deadLetterQueue: this.deadLetterQueue,
-          retryAttempts: START_RETRIES,
-          maxEventAge: Duration.hours(2),
-        }),
-      ],
+      detailType: 'Object Created',
+      trigger: 'object',
     });
   }
 
@@ -110,17 +92,36 @@ export class Triggers extends Construct {
    * https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html
    */
   private addDeleteRule(pipeline: Pipeline, props: TriggersProps): void {
+    this.addObjectEventRule(pipeline, props, {
+      id: `${pipeline.name}-deletes`,
+      description: `Sluice ${pipeline.name}: remove the rows of objects deleted under ${pipeline.input.prefix}`,
+      detailType: 'Object Deleted',
+      trigger: 'delete',
+    });
+  }
+
+  /** An EventBridge rule on one S3 event type of the pipeline's input keys, starting a run with the bucket and key. */
+  private addObjectEventRule(
+    pipeline: Pipeline,
+    props: TriggersProps,
+    rule: {
+      readonly id: string;
+      readonly description: string;
+      readonly detailType: 'Object Created' | 'Object Deleted';
+      readonly trigger: 'object' | 'delete';
+    },
+  ): void {
     const input: RunRequest = {
       pipeline: pipeline.name,
-      trigger: 'delete',
+      trigger: rule.trigger,
       bucket: EventField.fromPath('$.detail.bucket.name'),
       key: EventField.fromPath('$.detail.object.key'),
     };
-    new Rule(this, `${pipeline.name}-deletes`, {
-      description: `Sluice ${pipeline.name}: remove the rows of objects deleted under ${pipeline.input.prefix}`,
+    new Rule(this, rule.id, {
+      description: rule.description,
       eventPattern: {
         source: ['aws.s3'],
-        detailType: ['Object Deleted'],
+        detailType: [rule.detailType],
         detail: {
           bucket: { name: [props.inputBucket.bucketName] },
           object: { key: inputKeyPatterns(pipeline) },
