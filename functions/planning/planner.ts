@@ -7,6 +7,7 @@ import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Config } from '../config.ts';
 import type { Chunk, ChunkPart, Compression, PlanEvent, RunRecord, RunRequest, RunState } from '../contracts.ts';
 import { InputError, RequestError } from '../errors.ts';
+import { formatOf } from '../formats/index.ts';
 import { allLoadedEntries, keyHash, markRefused, type RefusedEntry, readLedger } from '../ledger/ledger.ts';
 import { readAppliedTables } from '../pipeline/applied-tables.ts';
 import { matchesInput, type Pipeline } from '../pipeline/definition.ts';
@@ -16,7 +17,6 @@ import { mapLimit, S3_PARALLELISM } from '../storage/concurrency.ts';
 import { assertRunId, layout } from '../storage/layout.ts';
 import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
 import { checkMagic, compressionOf, invalidCompressed } from '../worker/compression.ts';
-import { checkHeader } from '../worker/header.ts';
 
 export interface PlannerDeps {
   readonly store: ObjectStore;
@@ -236,7 +236,8 @@ async function inspect(o: ObjectInfo, p: Pipeline, deps: PlannerDeps): Promise<r
   if (o.size === 0) return undefined;
   const where = `s3://${deps.config.inputBucket}/${o.key}`;
   const compression = compressionOf(o.key);
-  const hasHeader = p.input.header && p.input.format !== 'jsonl';
+  const format = formatOf(p);
+  const { hasHeader } = format;
   if (compression === 'none' && !hasHeader) return undefined;
   const length = Math.min(o.size, hasHeader ? HEADER_PROBE_BYTES : MAGIC_PROBE_BYTES);
   const probe = await deps.store.getBytes(deps.config.inputBucket, o.key, 0, length, o.version);
@@ -244,7 +245,7 @@ async function inspect(o: ObjectInfo, p: Pipeline, deps: PlannerDeps): Promise<r
   if (!hasHeader) return undefined;
   const head = compression === 'none' ? probe : await inflatePrefix(probe, compression, length >= o.size, where);
   const line = lineOf(head);
-  return line.length > 0 ? checkHeader(p, line, where) : undefined;
+  return line.length > 0 ? format.columns(line, where) : undefined;
 }
 
 /**
@@ -335,6 +336,7 @@ export function splitIntoChunks(
   }
   const groups: Group[] = [];
   const bins = new Map<string, Group>();
+  const format = formatOf(p);
   /** The JSON of a chunk with no parts (the index at its widest). */
   const emptyJson = (columns?: readonly string[]) =>
     jsonBytes({ runId, pipeline: p.name, index: 99_999_999, parts: [], ...(columns ? { columns } : {}) });
@@ -357,7 +359,7 @@ export function splitIntoChunks(
           `more than the ${MAX_CHUNK_JSON_BYTES} bytes a Distributed Map item may take; shorten its key or header`,
       );
     }
-    const splittable = compression === 'none' && p.input.splittable;
+    const splittable = format.splittable(compression);
     if (o.size > chunkSize || !splittable) {
       const ranges: [number, number][] = [];
       if (splittable)

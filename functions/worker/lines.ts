@@ -27,6 +27,11 @@ const ONE_LINE: RecordShape = { lines: 1, unclosed: false };
 
 /** `offset`: absolute byte offset of the line's first byte; `line`: without \n and a trailing \r. */
 export type LineHandler = (offset: number, line: Buffer, shape: RecordShape) => void;
+/**
+ * The same as a LineHandler, with the line at bytes [from, to) of `bytes` (valid only
+ * during the call): no Buffer is made per line, which the worker's spool feels.
+ */
+export type SpanHandler = (offset: number, bytes: Buffer, from: number, to: number, shape: RecordShape) => void;
 /** A line longer than the limit: its offset, its length in bytes and its first bytes (at most `keepBytes`). */
 export type LongLineHandler = (offset: number, length: number, head: Buffer, shape: RecordShape) => void;
 
@@ -38,7 +43,8 @@ export class LineSplitter {
   private done = false;
   private readonly end: number;
   private readonly maxLineBytes: number;
-  private readonly onLine: LineHandler;
+  private readonly onLine: LineHandler | undefined;
+  private readonly onSpan: SpanHandler | undefined;
   private readonly where: string;
   private readonly onLong: LongLineHandler | undefined;
   private readonly keepBytes: number;
@@ -67,7 +73,9 @@ export class LineSplitter {
     end: number;
     maxLineBytes: number;
     where: string;
-    onLine: LineHandler;
+    /** Called for each line; or, instead, \`onSpan\`. */
+    onLine?: LineHandler;
+    onSpan?: SpanHandler;
     /** Without it a line over `maxLineBytes` throws; with it the line is reported and skipped, the rest read. */
     onLong?: LongLineHandler;
     /** How many first bytes of a long line are kept for `onLong` (default 4096). */
@@ -85,6 +93,8 @@ export class LineSplitter {
     this.end = opts.end;
     this.maxLineBytes = opts.maxLineBytes;
     this.onLine = opts.onLine;
+    this.onSpan = opts.onSpan;
+    if (!this.onLine && !this.onSpan) throw new Error('LineSplitter needs onLine or onSpan');
     this.where = opts.where;
     this.onLong = opts.onLong;
     this.keepBytes = Math.min(opts.keepBytes ?? 4096, opts.maxLineBytes);
@@ -100,7 +110,23 @@ export class LineSplitter {
   push(chunk: Buffer): boolean {
     if (this.done) return false;
     if (this.quote >= 0) return this.pushRecords(chunk);
-    let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    let input = chunk;
+    if (this.pending.length > 0) {
+      // Finish the pending line with the head of the chunk: only that line is copied, not the chunk.
+      const nl = input.indexOf(NL);
+      if (nl >= 0) {
+        if (this.pendingAt >= this.end) {
+          this.done = true;
+          return false;
+        }
+        const line = Buffer.concat([this.pending, input.subarray(0, nl + 1)]);
+        this.emit(this.pendingAt, line, 0, line.length - 1);
+        this.pendingAt += line.length;
+        this.pending = Buffer.alloc(0);
+        input = input.subarray(nl + 1);
+      }
+    }
+    let buf = this.pending.length > 0 ? Buffer.concat([this.pending, input]) : input;
     let at = this.pendingAt;
     let pos = 0;
     if (this.skipping) {
@@ -270,7 +296,8 @@ export class LineSplitter {
       this.onLong(offset, end - from, Buffer.from(buf.subarray(from, from + this.keepBytes)), shape);
       return;
     }
-    this.onLine(offset, buf.subarray(from, end), shape);
+    if (this.onSpan) this.onSpan(offset, buf, from, end, shape);
+    else this.onLine?.(offset, buf.subarray(from, end), shape);
   }
 
   /** Ends a long line whose last `tail` bytes (before its newline, without a trailing \r) came in the last push. */

@@ -1,6 +1,8 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 
 const BUFFER_BYTES = 8 * 1024 * 1024;
+/** 10^0 to 10^16: the digit count of a number by comparisons. */
+const POWERS = Array.from({ length: 17 }, (_, i) => 10 ** i);
 
 /**
  * Writes `part<d>offset<d>line<d><bytes>\n` records to a file through one reused buffer.
@@ -11,17 +13,39 @@ export class SpoolWriter {
   private readonly fd: number;
   private readonly buffer = Buffer.allocUnsafe(BUFFER_BYTES);
   private used = 0;
+  /** Bytes already written to the file. */
+  private written = 0;
 
   constructor(file: string) {
     this.fd = openSync(file, 'w');
   }
 
+  /** Where the next record starts in the file. */
+  get position(): number {
+    return this.written + this.used;
+  }
+
   record(part: number, offset: number, line: number, separator: number, body: Buffer, quoted: boolean): void {
+    this.recordSpan(part, offset, line, separator, body, 0, body.length, quoted);
+  }
+
+  /** The same as \`record\` with the body at bytes [from, to) of \`bytes\`: no Buffer made per line. */
+  recordSpan(
+    part: number,
+    offset: number,
+    line: number,
+    separator: number,
+    bytes: Buffer,
+    from: number,
+    to: number,
+    quoted: boolean,
+  ): void {
     // 3 numbers of at most 16 digits, 3 separators, 2 quotes, newline; a quoted body may double.
-    const need = 60 + (quoted ? body.length * 2 : body.length);
+    const length = to - from;
+    const need = 60 + (quoted ? length * 2 : length);
     if (this.used + need > this.buffer.length) this.flush();
     if (need > this.buffer.length) {
-      this.writeLarge(part, offset, line, separator, body, quoted);
+      this.writeLarge(part, offset, line, separator, bytes.subarray(from, to), quoted);
       return;
     }
     this.int(part);
@@ -30,8 +54,8 @@ export class SpoolWriter {
     this.buffer[this.used++] = separator;
     this.int(line);
     this.buffer[this.used++] = separator;
-    if (quoted) this.quoted(body);
-    else this.used += body.copy(this.buffer, this.used);
+    if (quoted) this.quoted(bytes, from, to);
+    else this.used += bytes.copy(this.buffer, this.used, from, to);
     this.buffer[this.used++] = 0x0a;
   }
 
@@ -39,8 +63,8 @@ export class SpoolWriter {
   raw(record: Buffer): void {
     if (this.used + record.length + 1 > this.buffer.length) this.flush();
     if (record.length + 1 > this.buffer.length) {
-      writeSync(this.fd, record);
-      writeSync(this.fd, '\n');
+      this.write(record);
+      this.write(Buffer.from('\n'));
       return;
     }
     this.used += record.copy(this.buffer, this.used);
@@ -57,31 +81,42 @@ export class SpoolWriter {
 
   private flush(): void {
     if (this.used > 0) writeSync(this.fd, this.buffer, 0, this.used);
+    this.written += this.used;
     this.used = 0;
   }
 
+  private write(bytes: Buffer): void {
+    writeSync(this.fd, bytes);
+    this.written += bytes.length;
+  }
+
   private int(n: number): void {
-    if (n === 0) {
-      this.buffer[this.used++] = 0x30;
-      return;
-    }
-    let digits = 0;
-    for (let m = n; m > 0; m = Math.floor(m / 10)) digits++;
+    let digits = 1;
+    while (digits < 17 && n >= (POWERS[digits] as number)) digits++;
     let at = this.used + digits;
     this.used = at;
+    if (n < 2 ** 31) {
+      // Small integer arithmetic: most offsets and line numbers.
+      let m = n | 0;
+      do {
+        this.buffer[--at] = 0x30 + (m % 10);
+        m = (m / 10) | 0;
+      } while (m > 0);
+      return;
+    }
     for (let m = n; m > 0; m = Math.floor(m / 10)) this.buffer[--at] = 0x30 + (m % 10);
   }
 
   /** One CSV field: quotes around, inner quotes doubled (JSON Lines travel as a single field). */
-  private quoted(body: Buffer): void {
+  private quoted(bytes: Buffer, start: number, end: number): void {
     this.buffer[this.used++] = 0x22;
-    let from = 0;
-    for (let q = body.indexOf(0x22); q >= 0; q = body.indexOf(0x22, from)) {
-      this.used += body.copy(this.buffer, this.used, from, q + 1);
+    let from = start;
+    for (let q = bytes.indexOf(0x22, from); q >= 0 && q < end; q = bytes.indexOf(0x22, from)) {
+      this.used += bytes.copy(this.buffer, this.used, from, q + 1);
       this.buffer[this.used++] = 0x22;
       from = q + 1;
     }
-    this.used += body.copy(this.buffer, this.used, from);
+    this.used += bytes.copy(this.buffer, this.used, from, end);
     this.buffer[this.used++] = 0x22;
   }
 
@@ -94,10 +129,8 @@ export class SpoolWriter {
     quoted: boolean,
   ): void {
     const sep = String.fromCharCode(separator);
-    const text = quoted ? `"${body.toString('utf8').replaceAll('"', '""')}"` : undefined;
-    writeSync(this.fd, `${part}${sep}${offset}${sep}${line}${sep}`);
-    if (text === undefined) writeSync(this.fd, body);
-    else writeSync(this.fd, text);
-    writeSync(this.fd, '\n');
+    this.write(Buffer.from(`${part}${sep}${offset}${sep}${line}${sep}`));
+    this.write(quoted ? Buffer.from(`"${body.toString('utf8').replaceAll('"', '""')}"`) : body);
+    this.write(Buffer.from('\n'));
   }
 }

@@ -4,13 +4,14 @@
  * every rejected row, with its reason, to the run's rejects. Nothing is dropped:
  * rows read = rows staged + rows rejected, or the chunk fails.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Config } from '../config.ts';
 import type { Chunk, ChunkPart, ChunkResult, ChunkSummary, PartResult } from '../contracts.ts';
 import { InputError, VerifyError } from '../errors.ts';
+import { formatOf, type Rows } from '../formats/index.ts';
 import { type Column, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
 import { duckType } from '../pipeline/duck-types.ts';
 import { literal } from '../pipeline/sql.ts';
@@ -18,8 +19,8 @@ import { layout } from '../storage/layout.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { decompress } from './compression.ts';
 import { withConnection } from './duckdb.ts';
-import { checkHeader } from './header.ts';
 import { LineSplitter, stripBom } from './lines.ts';
+import { SpoolIndex } from './spool-index.ts';
 import { SpoolWriter } from './spool-writer.ts';
 
 /** How far past a range's end the first GET reads, to finish the last line without a second request. */
@@ -34,12 +35,18 @@ export interface WorkerDeps {
 /** A quoted identifier: names are validated, but may be SQL keywords (`at`, `day`). */
 const q = (name: string) => `"${name}"`;
 
-/** Guards json_type: DuckDB evaluates it even where json_valid is false, and it throws on invalid JSON. */
-const IS_OBJECT = "CASE WHEN json_valid(__doc) THEN json_type(__doc) = 'OBJECT' ELSE false END";
-
 interface Check {
-  /** SQL that is true when the (non-null) text `value` is not acceptable. Cheap: it runs on every value. */
-  readonly invalid: (value: string) => string;
+  /**
+   * The regular expression (unquoted) the whole text must match, if any. The one scan tests
+   * the shapes of all checked columns of a row with ONE match (see \`shapesOf\`).
+   */
+  readonly shape?: string;
+  /**
+   * SQL that is true when the (non-null) text `value` is not acceptable besides its shape,
+   * given `typed`, the value cast once with try_cast (the same cast the staged value comes
+   * from: each value is parsed once). Cheap: it runs on every value.
+   */
+  readonly other: (value: string, typed: string) => string;
   /** SQL for the reason a failing value is rejected (after `CAST: `). Evaluated only for failing rows. */
   readonly reason: (value: string) => string;
 }
@@ -57,8 +64,10 @@ const INTEGER_RANGES: Record<string, string> = {
  * function with a character set (ltrim(v, '0123456789+-') took 0.15 s per 500,000 values,
  * this test 0.03 s), and they say the rule of docs/values.md exactly.
  */
-const INTEGER_SHAPE = text('[+-]?[0-9]+');
-const DOUBLE_SHAPE = text('[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?');
+const INTEGER_RE = '[+-]?[0-9]+';
+const DOUBLE_RE = '[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?';
+const INTEGER_SHAPE = text(INTEGER_RE);
+const DOUBLE_SHAPE = text(DOUBLE_RE);
 const YEAR = '([0-9]{4})';
 const DATE_SHAPE = `${YEAR}-[0-9]{2}-[0-9]{2}`;
 const TIME_SHAPE = '[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?';
@@ -94,16 +103,16 @@ function momentReasons(v: string, name: string, zoned: boolean): string {
  * several tests, are computed only for the rows that fail. In JSON Lines every typed
  * value is checked this way.
  */
-function checkOf(col: Column, format: Pipeline['input']['format']): Check | undefined {
+function checkOf(col: Column, allText: boolean): Check | undefined {
   const name = col.name;
-  const type = duckType(col);
   switch (col.type) {
     case 'integer':
     case 'bigint': {
       const range = INTEGER_RANGES[col.type];
       return {
         // Only signs and digits, and a cast that succeeds: no 0x1F, 1_000, 12.5, 1e3 or spaces.
-        invalid: (v) => `(try_cast(${v} AS ${type}) IS NULL OR NOT regexp_full_match(${v}, ${INTEGER_SHAPE}))`,
+        shape: INTEGER_RE,
+        other: (_v, t) => `${t} IS NULL`,
         reason: (v) =>
           `CASE WHEN regexp_full_match(${v}, ${INTEGER_SHAPE}) THEN ${text(`${name}: `)} || ${shown(v)} || ${text(` is out of range for ${col.type} (${range})`)} ` +
           `ELSE ${text(`${name} must be an integer (an optional sign and digits), found `)} || ${shown(v)} END`,
@@ -112,8 +121,8 @@ function checkOf(col: Column, format: Pipeline['input']['format']): Check | unde
     case 'double':
       return {
         // Decimal or exponent notation, finite: no NaN, inf, 1e309, 1_5.5 or 0x1F.
-        invalid: (v) =>
-          `(NOT regexp_full_match(${v}, ${DOUBLE_SHAPE}) OR coalesce(NOT isfinite(try_cast(${v} AS DOUBLE)), true))`,
+        shape: DOUBLE_RE,
+        other: (_v, t) => `(${t} IS NULL OR NOT isfinite(${t}))`,
         reason: (v) =>
           `CASE WHEN regexp_full_match(${v}, ${DOUBLE_SHAPE}) ` +
           `AND try_cast(${v} AS DOUBLE) IS NOT NULL THEN ${text(`${name}: `)} || ${shown(v)} || ' is out of range for double (finite values, up to about 1.8e308)' ` +
@@ -122,9 +131,9 @@ function checkOf(col: Column, format: Pipeline['input']['format']): Check | unde
     case 'decimal': {
       const scale = col.scale ?? 0;
       const whole = (col.precision ?? 18) - scale;
-      const pattern = text(`[+-]?[0-9]{0,${whole}}(\\.[0-9]{0,${scale}})?`);
       return {
-        invalid: (v) => `(NOT regexp_full_match(${v}, ${pattern}) OR try_cast(${v} AS ${type}) IS NULL)`,
+        shape: `[+-]?[0-9]{0,${whole}}(\\.[0-9]{0,${scale}})?`,
+        other: (_v, t) => `${t} IS NULL`,
         reason: (v) =>
           `${text(`${name} must be a decimal with at most ${whole} digits before the point and ${scale} after, found `)} || ${shown(v)}`,
       };
@@ -132,8 +141,8 @@ function checkOf(col: Column, format: Pipeline['input']['format']): Check | unde
     case 'date': {
       const shape = text(DATE_SHAPE);
       return {
-        invalid: (v) =>
-          `(NOT regexp_full_match(${v}, ${shape}) OR starts_with(${v}, '0000') OR try_cast(${v} AS DATE) IS NULL)`,
+        shape: DATE_SHAPE,
+        other: (v, t) => `(${t} IS NULL OR starts_with(${v}, '0000'))`,
         reason: (v) =>
           `CASE WHEN regexp_full_match(${v}, '[0-9]{5,}-.*') THEN ${text(`${name}: the year of `)} || ${shown(v)} || ' is out of range (0001 to 9999)' ` +
           `WHEN NOT regexp_full_match(${v}, ${shape}) THEN ${text(`${name} must be a date YYYY-MM-DD, found `)} || ${shown(v)} ` +
@@ -144,14 +153,14 @@ function checkOf(col: Column, format: Pipeline['input']['format']): Check | unde
     case 'timestamp':
     case 'timestamptz': {
       const zoned = col.type === 'timestamptz';
-      const strict = text(`${DATE_SHAPE}[T ]${TIME_RANGE}${zoned ? ZONE_RANGE : ''}`);
+      const strict = `${DATE_SHAPE}[T ]${TIME_RANGE}${zoned ? ZONE_RANGE : ''}`;
       const loose = text(`${DATE_SHAPE}[T ]${TIME_SHAPE}${zoned ? ZONE_SHAPE : ''}`);
       const expected = zoned
         ? 'an ISO 8601 timestamp with a zone or Z (such as 2024-03-01T10:00:00Z or 2024-03-01T19:00:00+09:00)'
         : 'an ISO 8601 timestamp without a zone (such as 2024-03-01T10:00:00)';
       return {
-        invalid: (v) =>
-          `(NOT regexp_full_match(${v}, ${strict}) OR starts_with(${v}, '0000') OR try_cast(${v} AS ${type}) IS NULL)`,
+        shape: strict,
+        other: (v, t) => `(${t} IS NULL OR starts_with(${v}, '0000'))`,
         reason: (v) =>
           `CASE WHEN regexp_full_match(${v}, '[0-9]{5,}-.*') THEN ${text(`${name}: the year of `)} || ${shown(v)} || ' is out of range (0001 to 9999)' ` +
           `WHEN NOT regexp_full_match(${v}, ${loose}) THEN ${text(`${name} must be ${expected}, found `)} || ${shown(v)} ` +
@@ -160,17 +169,41 @@ function checkOf(col: Column, format: Pipeline['input']['format']): Check | unde
     }
     case 'json':
       return {
-        invalid: (v) => `NOT json_valid(${v})`,
+        other: (v) => `NOT json_valid(${v})`,
         reason: (v) => `${text(`${name} must be JSON, found `)} || ${shown(v)}`,
       };
     default:
-      return format === 'jsonl' && col.type !== 'string'
+      return allText && col.type !== 'string'
         ? {
-            invalid: (v) => `try_cast(${v} AS ${type}) IS NULL`,
+            other: (_v, t) => `${t} IS NULL`,
             reason: (v) => `${text(`${name} must be a ${col.type}, found `)} || ${shown(v)}`,
           }
         : undefined;
   }
+}
+
+/** SQL that is true when the (non-null) text `v` of a check's column is not acceptable; `t`: its try_cast. */
+const invalid = (check: Check, v: string, t: string) =>
+  check.shape === undefined
+    ? check.other(v, t)
+    : `(${check.other(v, t)} OR NOT regexp_full_match(${v}, ${text(check.shape)}))`;
+
+/**
+ * SQL that is true when one of the texts fails its shape, in ONE regular expression match:
+ * the texts joined by \`|\` (NULL as empty), against the shapes joined the same way, each
+ * optional. No shape matches \`|\`, so each text meets its own shape; an empty text that
+ * is not NULL fails its cast, which \`other\` tests. One match per row instead of one per
+ * column: 0.2 s less per 580,000 rows of four checked columns.
+ */
+function shapesFail(shaped: readonly { readonly shape: string; readonly value: string }[]): string {
+  if (shaped.length === 0) return 'false';
+  if (shaped.length === 1) {
+    const [one] = shaped as [{ shape: string; value: string }];
+    return `(${one.value} IS NOT NULL AND NOT regexp_full_match(${one.value}, ${text(one.shape)}))`;
+  }
+  const joined = shaped.map((k) => `coalesce(${k.value}, '')`).join(" || '|' || ");
+  const pattern = shaped.map((k) => `(${k.shape})?`).join('\\|');
+  return `NOT regexp_full_match(${joined}, ${text(pattern)})`;
 }
 
 /** A line rejected before DuckDB sees it (longer than \`maxLineBytes\`): kept out of the spool. */
@@ -188,6 +221,8 @@ interface Spool {
   rowsRead: number;
   readonly parts: PartResult[];
   readonly early: EarlyReject[];
+  /** Where each spooled line is in the file, for the second look at the few that need one. */
+  readonly index: SpoolIndex;
 }
 
 export async function processChunk(chunk: Chunk, deps: WorkerDeps): Promise<ChunkResult> {
@@ -198,8 +233,10 @@ export async function processChunk(chunk: Chunk, deps: WorkerDeps): Promise<Chun
     const result = await withConnection(config.tmpDir, (c) => parseAndStage(c, chunk, pipeline, spool, dir));
     const stagingKey = result.rowsStaged > 0 ? layout.staging(pipeline.name, chunk.runId, chunk.index) : null;
     const rejectsKey = result.rowsRejected > 0 ? layout.chunkRejects(pipeline.name, chunk.runId, chunk.index) : null;
-    if (stagingKey) await store.putFile(config.workingBucket, stagingKey, join(dir, 'staged.parquet'));
-    if (rejectsKey) await store.putFile(config.workingBucket, rejectsKey, join(dir, 'rejects.parquet'));
+    await Promise.all([
+      stagingKey ? store.putFile(config.workingBucket, stagingKey, join(dir, 'staged.parquet')) : undefined,
+      rejectsKey ? store.putFile(config.workingBucket, rejectsKey, join(dir, 'rejects.parquet')) : undefined,
+    ]);
     const chunkResult: ChunkResult = {
       index: chunk.index,
       rowsRead: spool.rowsRead,
@@ -250,7 +287,7 @@ async function* partBytes(store: ObjectStore, p: Pipeline, bucket: string, part:
 }
 
 /** The separator of the spool file: the input's delimiter, or a comma for JSON Lines (one quoted field). */
-const spoolDelimiter = (p: Pipeline) => (p.input.format === 'jsonl' ? ',' : p.input.delimiter);
+const spoolDelimiter = (p: Pipeline) => formatOf(p).spool.separator;
 
 /** The reason of a record whose quote is still open at the end of its object. */
 const unclosedReason = (line: number, lines: number) =>
@@ -264,14 +301,15 @@ const unclosedReason = (line: number, lines: number) =>
  */
 async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise<Spool> {
   const { pipeline, config, store } = deps;
-  const separator = spoolDelimiter(pipeline).charCodeAt(0);
-  const jsonl = pipeline.input.format === 'jsonl';
-  const hasHeader = pipeline.input.header && !jsonl;
+  const format = formatOf(pipeline);
+  const separator = format.spool.separator.charCodeAt(0);
+  const { hasHeader } = format;
+  const { quoted } = format.spool;
   const out = new SpoolWriter(file);
-  const spool: Spool = { file, rowsRead: 0, parts: [], early: [] };
+  const spool: Spool = { file, rowsRead: 0, parts: [], early: [], index: new SpoolIndex() };
   const { maxLineBytes } = pipeline.input;
   // Non-splittable CSV/TSV with quotes: a newline inside a quoted field stays in its record.
-  const records = quotedRecords(pipeline);
+  const { records } = format;
   try {
     for (const [index, part] of chunk.parts.entries()) {
       const where = `s3://${config.inputBucket}/${part.key}`;
@@ -286,7 +324,7 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
         maxLineBytes,
         where,
         keepBytes,
-        ...(records ? { quote: pipeline.input.quote, escape: pipeline.input.escape } : {}),
+        ...(records ? { quote: records.quote, escape: records.escape } : {}),
         onLong: (offset, length, head, shape) => {
           const line = lines + 1;
           lines += shape.lines;
@@ -311,26 +349,28 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
             head: (offset === 0 ? stripBom(head) : head).toString('utf8'),
           });
         },
-        onLine: (offset, line, shape) => {
+        // Spans, not Buffers: this runs once per line of the chunk.
+        onSpan: (offset, bytes, start, end, shape) => {
           const first = lines + 1;
           lines += shape.lines;
+          let from = start;
           if (offset === 0) {
-            line = stripBom(line);
+            from = end - stripBom(bytes.subarray(start, end)).length;
             if (hasHeader) {
               if (shape.unclosed) {
                 throw new InputError(
                   `${where}: the header line opens a quote that is never closed before the end of the file`,
                 );
               }
-              checkHeader(pipeline, line, where);
+              format.columns(bytes.subarray(from, end), where);
               return;
             }
           }
-          if (line.length === 0) return;
+          if (end === from) return;
           spool.rowsRead++;
           if (shape.unclosed) {
             // DuckDB's reader would read past it: rejected here, with the line the quote opened on.
-            const head = line.subarray(0, Math.min(line.length, keepBytes));
+            const head = bytes.subarray(from, Math.min(end, from + keepBytes));
             spool.early.push({
               part: index,
               offset,
@@ -340,7 +380,8 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
             });
             return;
           }
-          out.record(index, offset, first, separator, line, jsonl);
+          spool.index.add(index, offset, out.position);
+          out.recordSpan(index, offset, first, separator, bytes, from, end, quoted);
         },
       });
       for await (const bytes of partBytes(store, pipeline, config.inputBucket, part)) {
@@ -352,6 +393,7 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
   } finally {
     out.close();
   }
+  spool.index.close(out.position);
   return spool;
 }
 
@@ -368,53 +410,10 @@ function fileColumns(chunk: Chunk, p: Pipeline): readonly string[] {
   return chunk.columns ?? chunk.parts[0]?.columns ?? p.schema.map((col) => col.name);
 }
 
-const SPOOL_LINEAGE = [`'__part': 'INTEGER'`, `'__offset': 'BIGINT'`, `'__line': 'BIGINT'`];
-
-/**
- * Non-splittable CSV/TSV with quotes: the spool then holds records, whose quoted fields
- * may hold \n or \r\n. The reader is told the spool's records end with \n, or a \r\n in
- * a quoted field stops it.
- */
-const quotedRecords = (p: Pipeline) => p.input.format !== 'jsonl' && !p.input.splittable && p.input.quote !== '';
-
-const readerOptions = (p: Pipeline) => `header = false, auto_detect = false, strict_mode = true, null_padding = false,
-    max_line_size = ${p.input.maxLineBytes + 64}, store_rejects = true,
-    rejects_table = 'sluice_rejects', rejects_scan = 'sluice_reject_scans'`;
-
-/** DuckDB's reader over a CSV/TSV spool file: lineage, then the file's columns (checked ones as text). */
-function csvSource(chunk: Chunk, p: Pipeline, file: string): string {
-  const bySchema = new Map(p.schema.map((col) => [col.name, col]));
-  const columns = fileColumns(chunk, p).map((name, i) => {
-    const col = bySchema.get(name);
-    if (!col) return `${literal(`__extra_${i}`)}: 'VARCHAR'`;
-    return `${literal(name)}: ${literal(checkOf(col, p.input.format) ? 'VARCHAR' : duckType(col))}`;
-  });
-  const nulls = `[${p.input.nullStrings.map(literal).join(', ')}]`;
-  return `read_csv(${literal(file)}, columns = {${[...SPOOL_LINEAGE, ...columns].join(', ')}},
-      delim = ${literal(p.input.delimiter)}, quote = ${literal(p.input.quote)}, escape = ${literal(p.input.escape)},
-      nullstr = ${nulls}, ${quotedRecords(p) ? "new_line = '\\n', " : ''}${readerOptions(p)})`;
-}
-
-/**
- * JSON Lines: the spool carries each line as one quoted CSV field; the fields are taken
- * out by name into `parsed` (lines that are not JSON objects are rejected later).
- */
-async function readJsonLines(c: DuckDBConnection, p: Pipeline, spool: Spool): Promise<string> {
-  await c.run(`CREATE OR REPLACE TEMP TABLE raw_docs AS SELECT * FROM read_csv(${literal(spool.file)},
-    columns = {${[...SPOOL_LINEAGE, `'__doc': 'VARCHAR'`].join(', ')}}, delim = ',', quote = '"', escape = '"',
-    ${readerOptions(p)})`);
-  const fields = p.schema.map((col) => {
-    const path = literal(`$.${col.name}`);
-    return col.type === 'json'
-      ? `CAST(json_extract(__doc, ${path}) AS VARCHAR) AS ${q(col.name)}`
-      : `json_extract_string(__doc, ${path}) AS ${q(col.name)}`;
-  });
-  await c.run(`CREATE OR REPLACE TEMP TABLE parsed AS
-    SELECT __part, __offset, __line, ${fields.join(', ')}, __doc FROM raw_docs WHERE ${IS_OBJECT}`);
-  await c.run(`INSERT INTO rejected
-    SELECT __part, __offset, __line, NULL, 'JSON: the line is not a JSON object', __doc FROM raw_docs
-    WHERE NOT (${IS_OBJECT})`);
-  return 'parsed';
+/** The rows of a spool file, read by the pipeline's format (checked columns as text). */
+function readSpool(c: DuckDBConnection, chunk: Chunk, p: Pipeline, file: string): Promise<Rows> {
+  const format = formatOf(p);
+  return format.read(c, file, fileColumns(chunk, p), (col) => checkOf(col, format.allText) !== undefined);
 }
 
 /** What a chunk's parse leaves: rows staged (in staged.parquet) and rows rejected (in \`rejected\`). */
@@ -429,12 +428,12 @@ const isReaderError = (error: unknown) =>
   /CSV Parser|reached an invalid state|Error when converting column|CSV Error/i.test(error.message);
 
 /**
- * Parses, checks, transforms and stages one chunk. CSV/TSV take two scans of the spool
- * file and keep nothing in memory: the first finds the rows that fail Sluice's checks,
- * the second streams the other rows through the casts and the transform into Parquet
- * (DuckDB's reader leaves out, and records, the rows it cannot read). Only when the
- * counts do not add up does the rare path run (\`reconcile\`): it finds the lines DuckDB's
- * reader dropped, merged or split, and the rows the transform dropped.
+ * Parses, checks, transforms and stages one chunk. CSV/TSV take ONE scan of the spool
+ * file and keep nothing in memory (\`stage\`): good rows to staged.parquet, the few others
+ * to a file beside it for a second look (DuckDB's reader leaves out, and records, the rows
+ * it cannot read). Only when the counts do not add up does the rare path run
+ * (\`reconcile\`): it finds the lines DuckDB's reader dropped, merged or split, and the rows
+ * the transform dropped.
  */
 async function parseAndStage(
   c: DuckDBConnection,
@@ -449,16 +448,17 @@ async function parseAndStage(
   await c.run(`CREATE OR REPLACE TEMP TABLE parts (part INTEGER, source_key VARCHAR, source_version VARCHAR, part_start BIGINT);
     INSERT INTO parts VALUES ${partValues};`);
   await resetRejected(c, p, spool);
-  const jsonl = p.input.format === 'jsonl';
+  const format = formatOf(p);
   let books: Books | undefined;
   try {
-    const source = jsonl ? await readJsonLines(c, p, spool) : csvSource(chunk, p, spool.file);
+    const rows = await readSpool(c, chunk, p, spool.file);
+    const source = rows.table ? tableSource(rows.sql) : spoolSource(chunk, p, spool, dir, rows.sql);
     const rowsStaged = await stage(c, chunk, p, source, dir);
     await addReaderRejects(c, chunk, p);
     books = { rowsStaged, rowsRejected: await countRejected(c) };
   } catch (error) {
     // DuckDB's reader can stop on a line it cannot read (a lone \r): find that line instead.
-    if (jsonl || !isReaderError(error)) throw error;
+    if (!format.lossyReader || !isReaderError(error)) throw error;
   }
   if (!books || books.rowsStaged + books.rowsRejected !== spool.rowsRead) {
     books = await reconcile(c, chunk, p, spool, dir, books);
@@ -471,8 +471,9 @@ async function parseAndStage(
   const identity = chunk.parts.length > 1 ? '(source_key, source_offset)' : 'source_offset';
   const [check] = (
     await c.runAndReadAll(
+      // Days formatted after DISTINCT: strftime on every row took half of this query.
       `SELECT count(*) - count(DISTINCT ${identity}),
-              list(DISTINCT strftime(CAST(${day} AS DATE), '%Y-%m-%d') ORDER BY strftime(CAST(${day} AS DATE), '%Y-%m-%d'))
+              list_transform(list_sort(list(DISTINCT CAST(${day} AS DATE))), d -> strftime(d, '%Y-%m-%d'))
        FROM read_parquet(${stagedFile})`,
     )
   ).getRowsJson() as [number | string, string[]][];
@@ -504,44 +505,144 @@ async function resetRejected(c: DuckDBConnection, p: Pipeline, spool: Spool): Pr
   }
 }
 
-/** Sluice's checks (one scan), then the casts and the transform streamed into staged.parquet (a second scan). */
-async function stage(c: DuckDBConnection, chunk: Chunk, p: Pipeline, source: string, dir: string): Promise<number> {
-  const checks = p.schema.flatMap((col) => {
-    const check = checkOf(col, p.input.format);
-    return check ? [{ col, check, test: `(${q(col.name)} IS NOT NULL AND ${check.invalid(q(col.name))})` }] : [];
+/**
+ * Where a stage reads its rows: the SQL of the rows, and how to get a source of only
+ * the lines of temp table \`bad\` (part, line_offset), for the second look at them.
+ */
+interface Source {
+  readonly sql: string;
+  readonly only: (c: DuckDBConnection) => Promise<string>;
+}
+
+/** A temp table (\`parsed\`) as a source: its bad lines by a semi join. */
+const tableSource = (table: string): Source => ({
+  sql: table,
+  only: async () => `(SELECT * FROM ${table} t SEMI JOIN bad ON bad.part = t.__part AND bad.line_offset = t.__offset)`,
+});
+
+/** The spool file as a source: its bad lines read back by position (SpoolIndex) into a small spool of their own. */
+function spoolSource(chunk: Chunk, p: Pipeline, spool: Spool, dir: string, sql: string): Source {
+  return {
+    sql,
+    only: async (c) => {
+      const rows = (await c.runAndReadAll('SELECT part, line_offset FROM bad')).getRows();
+      const file = join(dir, 'second-look.csv');
+      const out = new SpoolWriter(file);
+      try {
+        for (const r of spool.index.read(
+          spool.file,
+          rows.map(([part, offset]) => [Number(part), Number(offset)] as const),
+        ))
+          out.raw(r.record);
+      } finally {
+        out.close();
+      }
+      return (await readSpool(c, chunk, p, file)).sql;
+    },
+  };
+}
+
+/** The checked columns of a pipeline, each with the SQL that is true when its value fails. */
+function checksOf(p: Pipeline, typed: (col: Column) => string, value: (col: Column) => string = (col) => q(col.name)) {
+  return p.schema.flatMap((col) => {
+    const check = checkOf(col, formatOf(p).allText);
+    if (!check) return [];
+    const v = value(col);
+    return [{ col, check, value: v, test: `(${v} IS NOT NULL AND ${invalid(check, v, typed(col))})` }];
   });
-  const jsonl = p.input.format === 'jsonl';
+}
+
+/**
+ * The one scan: every value is parsed once (the checked ones by one try_cast, their text
+ * kept beside it for the shape tests), every row goes through the transform, and one
+ * partitioned COPY writes the good rows to staged.parquet and the others (a value that
+ * fails Sluice's checks, or an empty partition column) to a small file beside it. A
+ * failing row travels through the transform with its source_offset encoded as
+ * -1 - offset: the transform passes lineage through unchanged, so the mark survives it
+ * whatever its SQL (and the transform sees NULL where a value failed).
+ *
+ * Then the second look, at those rows only: their lines are read again on their own and
+ * the reasons computed (several tests per value, done only for failing rows).
+ */
+async function stage(c: DuckDBConnection, chunk: Chunk, p: Pipeline, source: Source, dir: string): Promise<number> {
+  const raw = new Map(p.schema.map((col, i) => [col.name, q(`__sluice_text_${i}`)]));
+  const checks = checksOf(
+    p,
+    (col) => q(col.name),
+    (col) => raw.get(col.name) as string,
+  );
+  // Checked columns: the typed value under the column's name, the text beside it.
+  const typedColumns = checks.map(({ col }) => `try_cast(${q(col.name)} AS ${duckType(col)}) AS ${q(col.name)}`);
+  const texts = checks.map(({ col }) => `${q(col.name)} AS ${raw.get(col.name)}`);
+  const inner =
+    checks.length > 0 ? `SELECT * REPLACE (${typedColumns.join(', ')}), ${texts.join(', ')} FROM ${source.sql}` : null;
+  // Lineage by CASE on the part number: no join per row.
+  const byPart = (field: 'key' | 'version') =>
+    `CASE src.__part ${chunk.parts.map((part, i) => `WHEN ${i} THEN ${literal(part[field])}`).join(' ')} END`;
+  // A row fails when a value fails its cast or other test, or the texts their shapes (one match).
+  const fails = [
+    ...checks.map((k) => `(${k.value} IS NOT NULL AND ${k.check.other(k.value, q(k.col.name))})`),
+    shapesFail(checks.flatMap((k) => (k.check.shape === undefined ? [] : [{ shape: k.check.shape, value: k.value }]))),
+  ];
+  const offset =
+    checks.length > 0 ? `CASE WHEN ${fails.join(' OR ')} THEN -1 - src.__offset ELSE src.__offset END` : 'src.__offset';
+  const lineage = `${byPart('key')} AS source_key, ${byPart('version')} AS source_version, ${offset} AS source_offset`;
+  const columns = p.schema.map((col) => `src.${q(col.name)}`).join(', ');
+  await c.run(
+    `CREATE OR REPLACE TEMP VIEW input AS SELECT ${columns}, ${lineage} FROM ${inner ? `(${inner})` : source.sql} src`,
+  );
+  const day = q(p.table.partitionDay);
+  const tableColumns = [...p.table.columns, ...LINEAGE_COLUMNS].map((col) => q(col.name)).join(', ');
+  const out = join(dir, 'out');
+  const staged = join(dir, 'staged.parquet');
+  rmSync(out, { recursive: true, force: true });
+  rmSync(staged, { force: true });
+  await c.run(
+    `COPY (SELECT ${tableColumns}, (source_offset < 0 OR ${day} IS NULL) AS __sluice_bad FROM (${p.transform}))
+     TO ${literal(out)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__sluice_bad))`,
+  );
+  const files = (flag: boolean) => {
+    const folder = join(out, `__sluice_bad=${flag}`);
+    return existsSync(folder) ? readdirSync(folder).map((f) => join(folder, f)) : [];
+  };
+  const [good, bad] = [files(false), files(true)];
+  if (good.length === 1) renameSync(good[0] as string, staged);
+  else {
+    // More than one file (several threads), or none: one staged.parquet all the same.
+    const from = good.length > 0 ? `read_parquet([${good.map(literal).join(', ')}])` : `(${p.transform}) LIMIT 0`;
+    await c.run(`COPY (SELECT ${tableColumns} FROM ${from}) TO ${literal(staged)} (FORMAT parquet, COMPRESSION zstd)`);
+  }
+  if (bad.length > 0) await secondLook(c, p, source, bad);
+  return count(c, `SELECT count(*) FROM read_parquet(${literal(staged)})`);
+}
+
+/**
+ * The rows of the one scan that were not staged, looked at again on their own: the
+ * reasons of the values that fail the checks (a row may fail several), and an empty
+ * partition column.
+ */
+async function secondLook(c: DuckDBConnection, p: Pipeline, source: Source, files: readonly string[]): Promise<void> {
+  await c.run(`CREATE OR REPLACE TEMP TABLE bad AS
+    SELECT parts.part, CASE WHEN b.source_offset < 0 THEN -1 - b.source_offset ELSE b.source_offset END AS line_offset,
+           b.source_offset < 0 AS failed
+    FROM read_parquet([${files.map(literal).join(', ')}]) b JOIN parts USING (source_key, source_version)`);
+  const only = await source.only(c);
+  const { documents } = formatOf(p);
+  const checks = checksOf(p, (col) => `try_cast(${q(col.name)} AS ${duckType(col)})`);
   if (checks.length > 0) {
-    // One scan for every check; a row may fail several.
     await c.run(`INSERT INTO rejected
       SELECT __part, __offset, __line,
              CASE ${checks.map((k) => `WHEN ${k.test} THEN ${literal(k.col.name)}`).join(' ')} END,
              concat_ws('; ', ${checks
                .map((k) => `CASE WHEN ${k.test} THEN 'CAST: ' || ${k.check.reason(q(k.col.name))} END`)
                .join(', ')}),
-             ${jsonl ? '__doc' : 'NULL'}
-      FROM ${source} WHERE ${checks.map((k) => k.test).join(' OR ')}`);
+             ${documents ? '__doc' : 'NULL'}
+      FROM ${only} WHERE ${checks.map((k) => k.test).join(' OR ')}`);
   }
-  // Lineage by CASE on the part number: no join per row. The anti join only when a line was rejected.
-  const byPart = (field: 'key' | 'version') =>
-    `CASE src.__part ${chunk.parts.map((part, i) => `WHEN ${i} THEN ${literal(part[field])}`).join(' ')} END`;
-  const lineage = `${byPart('key')} AS source_key, ${byPart('version')} AS source_version, src.__offset AS source_offset`;
-  // try_cast, though the checks passed: the optimizer may push a filter on a cast column (the
-  // partition day's IS NOT NULL) below the anti join, onto the rejected rows too.
-  const casts = new Map(
-    checks.map(({ col }) => [col.name, `try_cast(src.${q(col.name)} AS ${duckType(col)}) AS ${q(col.name)}`]),
-  );
-  const columns = p.schema.map((col) => casts.get(col.name) ?? `src.${q(col.name)}`).join(', ');
-  const failed = (await count(c, 'SELECT count(*) FROM rejected')) > 0;
-  await c.run(`CREATE OR REPLACE TEMP VIEW input AS SELECT ${columns}, ${lineage} FROM ${source} src
-      ${failed ? 'ANTI JOIN rejected ON rejected.part = src.__part AND rejected.line_offset = src.__offset' : ''}`);
-  const day = q(p.table.partitionDay);
-  const tableColumns = [...p.table.columns, ...LINEAGE_COLUMNS].map((col) => q(col.name)).join(', ');
-  return count(
-    c,
-    `COPY (SELECT ${tableColumns} FROM (${p.transform}) WHERE ${day} IS NOT NULL)
-     TO ${literal(join(dir, 'staged.parquet'))} (FORMAT parquet, COMPRESSION zstd)`,
-  );
+  await c.run(`INSERT INTO rejected
+    SELECT s.__part, s.__offset, s.__line, ${literal(p.table.partitionDay)},
+           ${literal(`MISSING: ${p.table.partitionDay} is empty; it is the partition column`)}, ${documents ? 's.__doc' : 'NULL'}
+    FROM ${only} s SEMI JOIN bad ON bad.part = s.__part AND bad.line_offset = s.__offset AND NOT bad.failed`);
 }
 
 /**
@@ -551,7 +652,7 @@ async function stage(c: DuckDBConnection, chunk: Chunk, p: Pipeline, source: str
  */
 async function addReaderRejects(c: DuckDBConnection, chunk: Chunk, p: Pipeline, skipKnown = false): Promise<void> {
   const d = literal(spoolDelimiter(p));
-  const expected = p.input.format === 'jsonl' ? 1 : fileColumns(chunk, p).length;
+  const expected = formatOf(p).spool.quoted ? 1 : fileColumns(chunk, p).length;
   await c.run(`INSERT INTO rejected
     SELECT * FROM (
       SELECT try_cast(split_part(csv_line, ${d}, 1) AS INTEGER) AS part, try_cast(split_part(csv_line, ${d}, 2) AS BIGINT) AS line_offset,
@@ -631,7 +732,7 @@ function scanSpool(
 }
 
 /**
- * A record of a spool of quoted records (see \`quotedRecords\`), its body from \`from\`:
+ * A record of a spool of quoted records (non-splittable CSV/TSV with quotes), its body from \`from\`:
  * the \n that ends it outside quotes (or the end of the bytes), whether a quote is left
  * open, and whether it holds a \r outside quotes (a \r\n inside quotes is part of a field).
  */
@@ -682,20 +783,20 @@ async function reconcile(
   dir: string,
   books: Books | undefined,
 ): Promise<Books> {
-  const jsonl = p.input.format === 'jsonl';
+  const format = formatOf(p);
   const bytes = readFileSync(spool.file);
   const lines = scanSpool(
     bytes,
-    spoolDelimiter(p),
-    jsonl ? '"' : p.input.quote,
-    jsonl ? '"' : p.input.escape,
-    quotedRecords(p),
+    format.spool.separator,
+    format.quoting.quote,
+    format.quoting.escape,
+    format.records !== undefined,
   );
   const indexFile = join(dir, 'spooled.csv');
   writeFileSync(indexFile, lines.map((l) => `${l.part},${l.offset},${l.line}\n`).join(''));
   await c.run(`CREATE OR REPLACE TEMP TABLE spooled AS SELECT * FROM read_csv(${literal(indexFile)},
       columns = {'part': 'INTEGER', 'line_offset': 'BIGINT', 'local_line': 'BIGINT'}, header = false, auto_detect = false)`);
-  if (!jsonl) {
+  if (format.lossyReader) {
     await c.run('DROP TABLE IF EXISTS sluice_rejects; DROP TABLE IF EXISTS sluice_reject_scans');
     await resetRejected(c, p, spool);
     const bad = lines.filter((l) => l.problem !== undefined);
@@ -709,7 +810,7 @@ async function reconcile(
     for (let pass = 0; pass < 3 && todo.length > 0; pass++) {
       const file = join(dir, `spool-${pass}.csv`);
       writeLines(bytes, todo, file);
-      const read = `SELECT * FROM ${csvSource(chunk, p, file)}`;
+      const read = `SELECT * FROM ${(await readSpool(c, chunk, p, file)).sql}`;
       await c.run(pass === 0 ? `CREATE OR REPLACE TEMP TABLE parsed AS ${read}` : `INSERT INTO parsed ${read}`);
       await c.run(`CREATE OR REPLACE TEMP TABLE read_back AS SELECT __part AS part, __offset AS line_offset FROM parsed
         UNION SELECT try_cast(split_part(csv_line, ${literal(spoolDelimiter(p))}, 1) AS INTEGER),
@@ -725,7 +826,9 @@ async function reconcile(
     await addReaderRejects(c, chunk, p, true);
   }
   // JSON Lines: the spool is written quoted by Sluice, the reader reads it whole; only the transform is left.
-  let rowsStaged = jsonl ? (books?.rowsStaged ?? 0) : await stage(c, chunk, p, 'parsed', dir);
+  let rowsStaged = !format.lossyReader
+    ? (books?.rowsStaged ?? 0)
+    : await stage(c, chunk, p, tableSource('parsed'), dir);
   let rowsRejected = await countRejected(c);
   if (rowsStaged + rowsRejected !== spool.rowsRead) {
     rowsRejected = await rejectUnplaced(c, p);
@@ -749,72 +852,33 @@ async function reconcile(
 }
 
 /**
- * The rare path, when the counts do not add up: rows the transform dropped, or whose
- * partition column came out empty, are rejected with that reason rather than lost.
+ * The rare path, when the counts do not add up: rows the transform dropped are rejected
+ * with that reason rather than lost (an empty partition column is found by \`stage\`).
  * Returns the new number of rejected rows.
  */
 async function rejectUnplaced(c: DuckDBConnection, p: Pipeline): Promise<number> {
-  const day = q(p.table.partitionDay);
-  await c.run(`CREATE OR REPLACE TEMP TABLE transformed AS ${p.transform}`);
+  // The transform's rows, with the offsets of rows that failed a check decoded (see \`stage\`).
+  await c.run(`CREATE OR REPLACE TEMP TABLE transformed AS
+    SELECT source_key, CASE WHEN source_offset < 0 THEN -1 - source_offset ELSE source_offset END AS source_offset
+    FROM (${p.transform})`);
   await c.run(`INSERT INTO rejected
-    SELECT parts.part, i.source_offset, parsed.__line, NULL, 'TRANSFORM: the transform returned no row for this line', NULL
-    FROM input i JOIN parts USING (source_key, source_version)
-    JOIN parsed ON parsed.__part = parts.part AND parsed.__offset = i.source_offset
-    ANTI JOIN transformed t ON t.source_key = i.source_key AND t.source_offset = i.source_offset`);
-  await c.run(`INSERT INTO rejected
-    SELECT parts.part, t.source_offset, parsed.__line, ${literal(p.table.partitionDay)},
-           ${literal(`MISSING: ${p.table.partitionDay} is empty; it is the partition column`)}, NULL
-    FROM transformed t JOIN parts USING (source_key, source_version)
-    JOIN parsed ON parsed.__part = parts.part AND parsed.__offset = t.source_offset
-    WHERE t.${day} IS NULL`);
-  return count(c, 'SELECT count(DISTINCT (part, line_offset)) FROM rejected');
+    SELECT parsed.__part, parsed.__offset, parsed.__line, NULL, 'TRANSFORM: the transform returned no row for this line', NULL
+    FROM parsed JOIN parts ON parts.part = parsed.__part
+    ANTI JOIN transformed t ON t.source_key = parts.source_key AND t.source_offset = parsed.__offset
+    ANTI JOIN rejected r ON r.part = parsed.__part AND r.line_offset = parsed.__offset`);
+  return countRejected(c);
 }
 
-/** The number written in ASCII digits at bytes[from, to): the part and offset of the spool prefix. */
-function digitsAt(bytes: Buffer, from: number, to: number): number {
-  let n = 0;
-  for (let i = from; i < to; i++) n = n * 10 + ((bytes[i] as number) - 0x30);
-  return n;
-}
-
-/**
- * Finds spooled lines by (part, offset) and returns them as JSON Lines for DuckDB. It runs
- * whenever a chunk has a rejected row, so it reads the prefix digits in place rather than
- * making two strings per line of the chunk.
- */
-function spooledLines(p: Pipeline, file: string, wanted: ReadonlyMap<number, ReadonlySet<number>>): string {
-  const bytes = readFileSync(file);
-  const sep = spoolDelimiter(p).charCodeAt(0);
-  const qc = quotedRecords(p) ? p.input.quote.charCodeAt(0) : -1;
-  const ec = qc >= 0 ? p.input.escape.charCodeAt(0) : -1;
-  const out: string[] = [];
-  let size = 0;
-  for (const offsets of wanted.values()) size += offsets.size;
-  for (let start = 0; start < bytes.length && out.length < size; ) {
-    const first = bytes.indexOf(sep, start);
-    const second = bytes.indexOf(sep, first + 1);
-    // Quoted records may hold newlines: their end is found past the prefix (part, offset, line).
-    let end = qc >= 0 ? recordAt(bytes, bytes.indexOf(sep, second + 1) + 1, qc, ec).end : bytes.indexOf(0x0a, start);
-    if (end < 0) end = bytes.length;
-    const part = digitsAt(bytes, start, first);
-    const offset = digitsAt(bytes, first + 1, second);
-    if (wanted.get(part)?.has(offset)) {
-      out.push(JSON.stringify({ part, line_offset: offset, line: bytes.toString('utf8', start, end) }));
-    }
-    start = end + 1;
-  }
+/** Spooled lines by (part, offset), as JSON Lines for DuckDB: read back by position, not by scanning the spool. */
+function spooledLines(spool: Spool, wanted: readonly (readonly unknown[])[]): string {
+  const records = spool.index.read(
+    spool.file,
+    wanted.map(([part, offset]) => [Number(part), Number(offset)] as const),
+  );
+  const out = records.map((r) =>
+    JSON.stringify({ part: r.part, line_offset: r.offset, line: r.record.toString('utf8') }),
+  );
   return `${out.join('\n')}\n`;
-}
-
-/** The (part, offset) rows of a query as offsets by part. */
-function offsetsByPart(rows: readonly (readonly unknown[])[]): Map<number, Set<number>> {
-  const byPart = new Map<number, Set<number>>();
-  for (const [part, offset] of rows) {
-    const offsets = byPart.get(Number(part)) ?? new Set<number>();
-    offsets.add(Number(offset));
-    byPart.set(Number(part), offsets);
-  }
-  return byPart;
 }
 
 /** Rejects with local line numbers; Verify turns them into line numbers in the file. */
@@ -824,7 +888,7 @@ async function writeRejects(c: DuckDBConnection, p: Pipeline, spool: Spool, dir:
   const missing = (await c.runAndReadAll('SELECT part, line_offset FROM rejected WHERE raw IS NULL')).getRows();
   if (missing.length > 0) {
     const file = join(dir, 'raw-lines.jsonl');
-    writeFileSync(file, spooledLines(p, spool.file, offsetsByPart(missing)));
+    writeFileSync(file, spooledLines(spool, missing));
     await c.run(`UPDATE rejected SET raw = src.line FROM read_json(${literal(file)},
         columns = {'part': 'INTEGER', 'line_offset': 'BIGINT', 'line': 'VARCHAR'}, format = 'newline_delimited') src
       WHERE rejected.raw IS NULL AND rejected.part = src.part AND rejected.line_offset = src.line_offset`);
