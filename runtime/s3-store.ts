@@ -170,17 +170,23 @@ function encodeBytes(bytes: Buffer): string {
   return out;
 }
 
+/** The value of a hex digit's character code (0-9, A-F, a-f). */
+const hexValue = (code: number) => (code <= 0x39 ? code - 0x30 : (code | 0x20) - 0x57);
+
+/** The inverse of {@link encodeBytes}. Written byte by byte into one buffer: a listing decodes every name of a folder. */
 function decodeBytes(encoded: string): Buffer {
-  const bytes: number[] = [];
+  const bytes = Buffer.allocUnsafe(encoded.length);
+  let length = 0;
   for (let i = 0; i < encoded.length; i++) {
-    if (encoded[i] === '%') {
-      bytes.push(Number.parseInt(encoded.slice(i + 1, i + 3), 16));
+    const code = encoded.charCodeAt(i);
+    if (code === 0x25) {
+      bytes[length++] = (hexValue(encoded.charCodeAt(i + 1)) << 4) | hexValue(encoded.charCodeAt(i + 2));
       i += 2;
     } else {
-      bytes.push(encoded.charCodeAt(i));
+      bytes[length++] = code;
     }
   }
-  return Buffer.from(bytes);
+  return bytes.subarray(0, length);
 }
 
 /** Cuts an encoded segment into pieces of at most PIECE_CHARS, never inside a `%XX`. */
@@ -263,18 +269,42 @@ class Md5Counter extends Transform {
   readonly hash = createHash('md5');
   size = 0;
 
+  private readonly hashing: boolean;
+
+  /** `hashing` false: counts the bytes only. */
+  constructor(hashing = true) {
+    super();
+    this.hashing = hashing;
+  }
+
   override _transform(
     chunk: Buffer,
     _encoding: BufferEncoding,
     callback: (error?: Error | null, data?: Buffer) => void,
   ) {
-    this.hash.update(chunk);
+    if (this.hashing) this.hash.update(chunk);
     this.size += chunk.length;
     callback(null, chunk);
   }
 }
 
 const compareBytes = (a: { bytes: Buffer }, b: { bytes: Buffer }) => Buffer.compare(a.bytes, b.bytes);
+
+/** A folder's names as a listing needs them: its objects' keys (decoded, sorted) and its other names. */
+interface FolderListing {
+  /** The store's write count and the folder's mtime (ns) when it was read. */
+  readonly writes: number;
+  readonly mtimeNs: bigint;
+  /** The folder's objects: full key bytes, sorted, and the stem of their files. */
+  readonly records: readonly { readonly bytes: Buffer; readonly stem: string }[];
+  readonly others: readonly string[];
+}
+
+/**
+ * A folder read this long after its last change may be reused while its mtime is unchanged: a later
+ * change, even by another process, then gets another mtime whatever the file system's time granularity.
+ */
+const SETTLED_NS = 100_000_000n;
 
 export class ObjectStore implements S3rverStore {
   private readonly root: string;
@@ -283,6 +313,10 @@ export class ObjectStore implements S3rverStore {
   private readonly locks = new Map<string, Promise<void>>();
   /** The conditional writes uploading now, per record path: a delete of the key marks them (409 at commit). */
   private readonly conditionalWrites = new Map<string, Set<{ deleted: boolean }>>();
+  /** Folder listings kept between the pages of a listing: see {@link folderListing}. */
+  private readonly folders = new Map<string, FolderListing>();
+  /** Bumped after every commit and delete of this store: a listing read before it is not reused. */
+  private writes = 0;
 
   constructor(options: ObjectStoreOptions) {
     this.root = options.root;
@@ -340,10 +374,11 @@ export class ObjectStore implements S3rverStore {
   }
 
   /** Writes a body into a new data file next to the object's record; returns its name, size and MD5. */
-  private async writeData(location: Location, body: Readable | Buffer) {
+  /** Writes a data file; its ETag is the MD5 of the bytes, or `etag` when given (a multipart upload's, not hashed again). */
+  private async writeData(location: Location, body: Readable | Buffer, etag?: string) {
     const name = `${location.stem}~${token()}.data`;
     const handle = await this.create(location.dir, name);
-    const counter = new Md5Counter();
+    const counter = new Md5Counter(etag === undefined);
     try {
       await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, counter, handle.createWriteStream());
     } catch (error) {
@@ -351,7 +386,7 @@ export class ObjectStore implements S3rverStore {
       await unlink(join(location.dir, name)).catch(() => {});
       throw error;
     }
-    return { data: name, size: counter.size, etag: counter.hash.digest('hex') };
+    return { data: name, size: counter.size, etag: etag ?? counter.hash.digest('hex') };
   }
 
   /**
@@ -383,6 +418,7 @@ export class ObjectStore implements S3rverStore {
       const temporary = join(location.dir, `${location.stem}~${token()}.tmp`);
       await writeFile(temporary, JSON.stringify(current));
       await rename(temporary, location.record);
+      this.wrote();
       if (previous && previous.data !== current.data) {
         // A reader that read the old record and has not opened its data yet reads the record again.
         await unlink(join(location.dir, previous.data)).catch(() => {});
@@ -445,6 +481,55 @@ export class ObjectStore implements S3rverStore {
 
   async deleteBucket(bucket: string): Promise<void> {
     await rm(this.bucketDir(bucket), { recursive: true, force: true });
+    this.wrote();
+  }
+
+  /**
+   * A folder's names, decoded and sorted; undefined when it does not exist. ListObjectsV2 answers
+   * 1,000 keys a page, so listing a folder of n objects read and decoded it n / 1,000 times (a
+   * listing of 100,000 objects took 35 s). A listing is reused while this store wrote nothing and
+   * the folder's mtime is unchanged, and only if it was read {@link SETTLED_NS} after that mtime.
+   */
+  private async folderListing(dir: string, path: Buffer): Promise<FolderListing | undefined> {
+    const writes = this.writes;
+    const readAt = BigInt(Date.now()) * 1_000_000n;
+    let mtimeNs: bigint;
+    try {
+      mtimeNs = (await stat(dir, { bigint: true })).mtimeNs;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+    const cached = this.folders.get(dir);
+    if (cached && cached.writes === writes && cached.mtimeNs === mtimeNs) return cached;
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+    const records: { bytes: Buffer; stem: string }[] = [];
+    const others: string[] = [];
+    for (const name of names) {
+      if (name.endsWith(RECORD_SUFFIX)) {
+        const stem = name.slice(0, -RECORD_SUFFIX.length);
+        records.push({ bytes: Buffer.concat([path, decodeBytes(stem)]), stem });
+      } else {
+        others.push(name);
+      }
+    }
+    records.sort(compareBytes);
+    const listing: FolderListing = { writes, mtimeNs, records, others };
+    if (readAt - mtimeNs > SETTLED_NS) this.folders.set(dir, listing);
+    else this.folders.delete(dir);
+    return listing;
+  }
+
+  /** After a write: no folder listing read before it is reused. */
+  private wrote(): void {
+    this.writes++;
+    this.folders.clear();
   }
 
   async listObjects(bucket: string, options: S3rverListOptions): Promise<S3rverListResult> {
@@ -452,23 +537,24 @@ export class ObjectStore implements S3rverStore {
     const root = this.bucketDir(bucket);
     const prefixBytes = Buffer.from(prefix, 'utf8');
     const afterBytes = Buffer.from(startAfter, 'utf8');
-    const found: { key: string; bytes: Buffer; dir: string; stem: string }[] = [];
+    const found: { bytes: Buffer; dir: string; stem: string }[] = [];
     // Visit only directories whose keys can start with the prefix and sort after startAfter.
     const visit = async (dir: string, path: Buffer): Promise<void> => {
-      let names: string[];
-      try {
-        names = await readdir(dir);
-      } catch (error) {
-        if (isMissing(error)) return;
-        throw error;
+      const listing = await this.folderListing(dir, path);
+      if (!listing) return;
+      // Keys up to startAfter are never listed (the loop below skips them too): not kept, not sorted.
+      let low = 0;
+      let high = listing.records.length;
+      while (low < high) {
+        const middle = (low + high) >>> 1;
+        if (Buffer.compare((listing.records[middle] as { bytes: Buffer }).bytes, afterBytes) > 0) high = middle;
+        else low = middle + 1;
       }
-      for (const name of names) {
-        if (name.endsWith(RECORD_SUFFIX)) {
-          const stem = name.slice(0, -RECORD_SUFFIX.length);
-          const bytes = Buffer.concat([path, decodeBytes(stem)]);
-          found.push({ key: bytes.toString('utf8'), bytes, dir, stem });
-          continue;
-        }
+      for (let i = low; i < listing.records.length; i++) {
+        const record = listing.records[i] as { bytes: Buffer; stem: string };
+        found.push({ bytes: record.bytes, dir, stem: record.stem });
+      }
+      for (const name of listing.others) {
         const extra = dirBytes(name);
         if (!extra) continue;
         const below = Buffer.concat([path, extra]);
@@ -483,9 +569,10 @@ export class ObjectStore implements S3rverStore {
     found.sort(compareBytes);
 
     const commonPrefixes = new Set<string>();
-    const page: typeof found = [];
+    const page: ((typeof found)[number] & { key: string })[] = [];
     let isTruncated = false;
-    for (const entry of found) {
+    for (const sorted of found) {
+      const entry = { ...sorted, key: sorted.bytes.toString('utf8') };
       if (Buffer.compare(entry.bytes, afterBytes) <= 0 || !entry.key.startsWith(prefix)) continue;
       if (delimiter) {
         const at = entry.key.indexOf(delimiter, prefix.length);
@@ -606,6 +693,7 @@ export class ObjectStore implements S3rverStore {
       checkConditions(conditions && { ifMatch: conditions.ifMatch }, version, key);
       if (version) for (const write of this.conditionalWrites.get(location.record) ?? []) write.deleted = true;
       await unlink(location.record).catch(() => {});
+      this.wrote();
       if (version) await unlink(join(location.dir, version.data)).catch(() => {});
       await unlink(join(location.dir, `${location.stem}~t.xml`)).catch(() => {});
     });
@@ -618,6 +706,7 @@ export class ObjectStore implements S3rverStore {
         break;
       }
     }
+    this.wrote();
   }
 
   private uploadDir(bucket: string, uploadId: string): string {
@@ -660,28 +749,52 @@ export class ObjectStore implements S3rverStore {
     }
     const temporary = join(dir, `${number}.${token()}.tmp`);
     const counter = new Md5Counter();
+    let md5: string;
     try {
       await pipeline(content, counter, createWriteStream(temporary, { flags: 'wx' }));
+      md5 = counter.hash.digest('hex');
+      // The part's MD5 beside it (written first): the completed object's ETag is made from the parts' MD5s.
+      await writeFile(join(dir, `${number}.md5`), md5);
       await rename(temporary, join(dir, `${number}.part`));
     } catch (error) {
       await unlink(temporary).catch(() => {});
       throw error;
     }
-    return { size: counter.size, md5: counter.hash.digest('hex') };
+    return { size: counter.size, md5 };
   }
 
   async putObjectMultipart(bucket: string, uploadId: string, parts: { number: number; etag: string }[]) {
     const upload = await this.upload(bucket, uploadId);
     const location = this.locate(bucket, upload.key);
     const conditional = this.beginConditional(location);
-    const files = [...parts].sort((a, b) => a.number - b.number).map((p) => join(upload.dir, `${p.number}.part`));
-    for (const file of files) {
+    const sorted = [...parts].sort((a, b) => a.number - b.number);
+    const files = sorted.map((p) => join(upload.dir, `${p.number}.part`));
+    const digests: Buffer[] = [];
+    for (const [i, file] of files.entries()) {
+      let md5: string;
       try {
         await stat(file);
+        md5 = await readFile(join(upload.dir, `${sorted[i]?.number}.md5`), 'utf8');
       } catch {
         throw new S3Error('InvalidPart', 'One or more of the specified parts could not be found.');
       }
+      // As S3: a part named with another ETag than its own is not the part uploaded.
+      const named = String(sorted[i]?.etag ?? '')
+        .replaceAll('"', '')
+        .toLowerCase();
+      if (named !== md5) {
+        throw new S3Error(
+          'InvalidPart',
+          "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+        );
+      }
+      digests.push(Buffer.from(md5, 'hex'));
     }
+    // S3's ETag of a multipart upload: the MD5 of the parts' binary MD5s, a dash, the number of parts
+    // (not an MD5 of the object: https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html,
+    // https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html). Nor is
+    // the object hashed again: the parts were as they arrived.
+    const etag = `${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}`;
     const body = Readable.from(
       (async function* () {
         for (const file of files) yield* createReadStream(file);
@@ -689,7 +802,7 @@ export class ObjectStore implements S3rverStore {
     );
     let written: Awaited<ReturnType<ObjectStore['writeData']>>;
     try {
-      written = await this.writeData(location, body);
+      written = await this.writeData(location, body, etag);
       await this.commit(
         bucket,
         location,
