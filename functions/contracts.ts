@@ -118,6 +118,11 @@ export interface ChunkResult {
   readonly parts: readonly PartResult[];
   readonly stagingKey: string | null;
   readonly rejectsKey: string | null;
+  /** When the Work handler started this attempt and wrote this result (ISO 8601); added by the handler. */
+  readonly startedAt?: string;
+  readonly finishedAt?: string;
+  /** Which try of the chunk in this run wrote the result: 1, then 2... after retries (the handler's attempts marker). */
+  readonly attempt?: number;
 }
 
 /**
@@ -223,6 +228,10 @@ export interface ChunkFailure {
   /** The Lambda request id of the failed invocation, when known. */
   readonly requestId?: string;
   readonly failedAt: string;
+  /** When the failed attempt started and ended (ISO 8601; `finishedAt` is `failedAt`), and which try it was. */
+  readonly startedAt?: string;
+  readonly finishedAt?: string;
+  readonly attempt?: number;
 }
 
 /** The details of a failure kept in the run record (never shown in place of the plain message). */
@@ -235,4 +244,11 @@ export interface FailureDetails {
   readonly chunks?: readonly ChunkFailure[];
   /** How many chunks recorded an error, when more than `chunks` holds. */
   readonly chunksFailed?: number;
+}
+
+/** What a chunk's attempts marker holds (`layout.chunkAttempt`): the latest try of the chunk and when it started. */
+export interface ChunkAttempt {
+  readonly index: number;
+  readonly attempt: number;
+  readonly startedAt: string;
 }

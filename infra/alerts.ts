@@ -1,12 +1,11 @@
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
-import { Alarm, ComparisonOperator, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
+import { Alarm, type AlarmBase, ComparisonOperator, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
-import type { IStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 
 export interface FailureTopicProps {
@@ -46,20 +45,11 @@ export class FailureTopic extends Construct {
   }
 
   /**
-   * Alarms that notify the topic: failed executions (every way a run can end badly, including
-   * timeouts and failures of the Notify state itself), and starts that went to the dead-letter queue.
+   * The alarm on starts that went to the dead-letter queue (a run that never started: nothing
+   * else reports it). The alarms on runs are infra/monitoring.ts's, sent here with {@link notifyOn}.
    */
-  alarmOn(stateMachine: IStateMachine, deadLetterQueue: IQueue): void {
-    const action = new SnsAction(this.topic);
-    const alarms = [
-      new Alarm(this, 'ExecutionsFailed', {
-        alarmDescription: 'A Sluice run failed (see the run record and the execution history).',
-        metric: stateMachine.metricFailed({ period: Duration.minutes(5), statistic: 'Sum' }),
-        threshold: 1,
-        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: TreatMissingData.NOT_BREACHING,
-      }),
+  alarmOn(deadLetterQueue: IQueue): void {
+    this.notifyOn(
       new Alarm(this, 'StartsDeadLettered', {
         alarmDescription: 'A Sluice run could not be started: the trigger event is in the dead-letter queue.',
         metric: deadLetterQueue.metricApproximateNumberOfMessagesVisible({
@@ -71,17 +61,19 @@ export class FailureTopic extends Construct {
         evaluationPeriods: 1,
         treatMissingData: TreatMissingData.NOT_BREACHING,
       }),
-    ];
-    for (const alarm of alarms) {
-      alarm.addAlarmAction(action);
-      this.topic.addToResourcePolicy(
-        new PolicyStatement({
-          principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
-          actions: ['sns:Publish'],
-          resources: [this.topic.topicArn],
-          conditions: { ArnEquals: { 'aws:SourceArn': alarm.alarmArn } },
-        }),
-      );
-    }
+    );
+  }
+
+  /** Publishes the alarm's transitions to ALARM on the topic; the topic's policy lets this alarm (and only it) publish. */
+  notifyOn(alarm: AlarmBase): void {
+    alarm.addAlarmAction(new SnsAction(this.topic));
+    this.topic.addToResourcePolicy(
+      new PolicyStatement({
+        principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: { ArnEquals: { 'aws:SourceArn': alarm.alarmArn } },
+      }),
+    );
   }
 }

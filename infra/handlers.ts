@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ArnFormat, Duration, RemovalPolicy, type Size, Stack } from 'aws-cdk-lib';
 import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
+import { ApplicationLogLevel, Architecture, LoggingFormat, Runtime, SystemLogLevel } from 'aws-cdk-lib/aws-lambda';
 import { type BundlingOptions, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
@@ -15,6 +15,7 @@ import { Construct } from 'constructs';
 import { ENV, HANDLERS, type HandlerName, type HandlerSpec } from '../functions/catalog.ts';
 import { ConfigError } from '../functions/errors.ts';
 import { LEASE_PREFIX } from '../functions/lease/lease.ts';
+import { SERVICE_NAME_ENV } from '../functions/observability.ts';
 import { acknowledge, resourceFinding } from './nag.ts';
 import { type CpuArchitecture, npmCpu } from './target.ts';
 
@@ -84,10 +85,13 @@ export class Handlers extends Construct {
   readonly finish: NodejsFunction;
   readonly recordFailure: NodejsFunction;
   readonly lease: NodejsFunction;
+  /** The `service` of the functions' log lines and metric dimension: the stack's name. */
+  readonly serviceName: string;
 
   constructor(scope: Construct, id: string, props: HandlersProps) {
     super(scope, id);
     const { input, working, warehouse } = props.buckets;
+    this.serviceName = Stack.of(this).stackName;
     const environment: Record<string, string> = {
       [ENV.inputBucket]: input.bucketName,
       [ENV.workingBucket]: working.bucketName,
@@ -96,6 +100,8 @@ export class Handlers extends Construct {
       [ENV.athenaDatabase]: props.glueDatabase,
       ...(props.s3ForcePathStyle ? { [ENV.s3ForcePathStyle]: 'true' } : {}),
       NODE_OPTIONS: '--enable-source-maps',
+      // Powertools (functions/observability.ts): the stack's name on every log line and as the metrics' service dimension.
+      [SERVICE_NAME_ENV]: this.serviceName,
     };
     const pipelinesInRepo = relative(props.repoRoot, props.pipelinesDir);
 
@@ -149,6 +155,11 @@ export class Handlers extends Construct {
         bundling,
         logGroup,
         role,
+        // Lambda's own lines (START, REPORT) and any console line as JSON too, next to Powertools' lines;
+        // Powertools' Logger follows the application log level (AWS_LAMBDA_LOG_LEVEL).
+        loggingFormat: LoggingFormat.JSON,
+        applicationLogLevelV2: ApplicationLogLevel.INFO,
+        systemLogLevelV2: SystemLogLevel.INFO,
       });
     };
 

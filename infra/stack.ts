@@ -9,6 +9,7 @@ import { tableNames } from '../functions/pipeline/sql.ts';
 import { FailureTopic } from './alerts.ts';
 import { REPO_ROOT } from './asl.ts';
 import { Handlers } from './handlers.ts';
+import { Monitoring } from './monitoring.ts';
 import { PipelineStateMachine } from './state-machine.ts';
 import { Storage } from './storage.ts';
 import {
@@ -187,7 +188,15 @@ export class SluiceStack extends Stack {
       stateMachineArn: pipeline.stateMachineArn,
       schedulesEnabled: settings.schedulesEnabled,
     });
-    failures.alarmOn(pipeline.stateMachine, triggers.deadLetterQueue);
+    failures.alarmOn(triggers.deadLetterQueue);
+    const monitoring = new Monitoring(this, 'Monitoring', {
+      stateMachine: pipeline.stateMachine,
+      worker: handlers.work,
+      workGroupName: warehouse.workGroupName,
+      pipelines: [...settings.pipelines.values()],
+      service: handlers.serviceName,
+      notify: (alarm) => failures.notifyOn(alarm),
+    });
 
     const outputs: Record<string, [string, string]> = {
       InputBucketName: [storage.input.bucketName, 'Upload pipeline inputs here'],
@@ -199,6 +208,7 @@ export class SluiceStack extends Stack {
       AthenaWorkGroup: [warehouse.workGroupName, 'Query the tables in this workgroup'],
       GlueDatabase: [warehouse.databaseName, 'Database of the tables'],
       DeadLetterQueueUrl: [triggers.deadLetterQueue.queueUrl, 'Trigger events that could not start a run'],
+      DashboardName: [monitoring.dashboard.dashboardName, 'CloudWatch dashboard of the runs, rows, worker and Athena'],
     };
     for (const [name, [value, description]] of Object.entries(outputs)) {
       new CfnOutput(this, name, { value, description });

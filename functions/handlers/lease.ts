@@ -1,7 +1,8 @@
-import { DescribeExecutionCommand } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { ConfigError, RequestError } from '../errors.ts';
 import { acquireLease, type LeaseGrant, type ReleaseResult, releaseLease } from '../lease/lease.ts';
 import { S3LeaseObjects } from '../lease/s3-lease-objects.ts';
+import { observe } from '../observability.ts';
 import { toPlainError, withPlainErrors } from '../run/failure-message.ts';
 import { clockOf, type Handler, type HandlerDeps, onFirstCall } from './shared.ts';
 
@@ -41,35 +42,42 @@ export const createHandler = (deps: HandlerDeps): Handler<LeaseEvent, LeaseOutpu
           return status === 'RUNNING' || status === 'PENDING_REDRIVE';
         } catch (error) {
           if ((error as { name?: string }).name === 'ExecutionDoesNotExist') return false;
-          console.error(`could not ask whether ${executionArn} still runs: ${toPlainError(error).message}`);
+          const warning = `could not ask whether ${executionArn} still runs: ${toPlainError(error).message}`;
+          if (deps.telemetry) deps.telemetry.logger.warn(warning);
+          else console.error(warning);
           return undefined;
         }
       }
     : undefined;
-  return withPlainErrors(async (event) => {
-    const pipeline = field(event?.request, 'pipeline');
-    const known = typeof pipeline === 'string' && deps.pipelines.has(pipeline);
-    if (event?.action === 'release') {
-      return known
-        ? releaseLease({ pipeline, runId: event.runId }, { objects })
-        : { pipeline: String(pipeline), released: false };
-    }
-    if (event?.action !== 'acquire') {
-      throw new RequestError(`the lease action must be acquire or release, not ${String(event?.action)}`);
-    }
-    if (!known)
-      throw new RequestError(`cannot take the lease of an unknown pipeline "${String(pipeline).slice(0, 60)}"`);
-    const redriveOf = field(event.request, 'redriveOf');
-    return acquireLease(
-      {
-        pipeline,
-        runId: event.runId,
-        ...(typeof event.executionArn === 'string' ? { executionArn: event.executionArn } : {}),
-        ...(typeof redriveOf === 'string' ? { redriveOf } : {}),
-      },
-      { objects, now, sleep, ...(isRunning ? { isRunning } : {}) },
-    );
-  });
+  return observe(
+    deps.telemetry,
+    { step: 'lease' },
+    withPlainErrors(async (event) => {
+      const pipeline = field(event?.request, 'pipeline');
+      const known = typeof pipeline === 'string' && deps.pipelines.has(pipeline);
+      if (event?.action === 'release') {
+        return known
+          ? releaseLease({ pipeline, runId: event.runId }, { objects })
+          : { pipeline: String(pipeline), released: false };
+      }
+      if (event?.action !== 'acquire') {
+        throw new RequestError(`the lease action must be acquire or release, not ${String(event?.action)}`);
+      }
+      if (!known)
+        throw new RequestError(`cannot take the lease of an unknown pipeline "${String(pipeline).slice(0, 60)}"`);
+      const redriveOf = field(event.request, 'redriveOf');
+      return acquireLease(
+        {
+          pipeline,
+          runId: event.runId,
+          ...(typeof event.executionArn === 'string' ? { executionArn: event.executionArn } : {}),
+          ...(typeof redriveOf === 'string' ? { redriveOf } : {}),
+        },
+        { objects, now, sleep, ...(isRunning ? { isRunning } : {}) },
+      );
+    }),
+  );
 };
 
-export const handler = onFirstCall(createHandler);
+/** On Lambda, with a Step Functions client of the function's own (only this bundle carries it). */
+export const handler = onFirstCall((deps) => createHandler({ ...deps, sfn: deps.sfn ?? new SFNClient({}) }));

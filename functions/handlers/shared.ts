@@ -8,8 +8,9 @@
  * so nothing is read from `process.env` at import and one process can serve several endpoints.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { SFNClient } from '@aws-sdk/client-sfn';
+import type { SFNClient } from '@aws-sdk/client-sfn';
 import { type Config, readConfig } from '../config.ts';
+import { createTelemetry, type Telemetry } from '../observability.ts';
 import { loadPipelines, type Pipeline } from '../pipeline/definition.ts';
 import { toPlainError } from '../run/failure-message.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
@@ -23,8 +24,13 @@ export interface HandlerDeps {
   readonly clock?: () => Date;
   /** The S3 client behind `store`, for what the store port does not do (the lease's conditional writes, `lease.ts`). */
   readonly s3?: S3Client;
-  /** Step Functions, for the lease to ask whether its holder's execution still runs (`lease.ts`). */
+  /**
+   * Step Functions, for the lease to ask whether its holder's execution still runs (`lease.ts`,
+   * which builds its own on Lambda, so that no other bundle carries the client).
+   */
   readonly sfn?: SFNClient;
+  /** JSON logs and EMF metrics (Lambda only: `fromEnvironment`). @default none: nothing is logged or measured */
+  readonly telemetry?: Telemetry;
 }
 
 /** A handler as Lambda calls it: the event and the context (absent in some tests). */
@@ -37,7 +43,8 @@ let environmentDeps: HandlerDeps | undefined;
 /**
  * The dependencies of a Lambda function: configuration from its environment (set by the stack,
  * `infra/handlers.ts`), an S3 client for the current target, the bundled pipelines. Built on
- * the first call and kept; fails naming a missing setting.
+ * the first call and kept; fails naming a missing setting. On Lambda (`AWS_LAMBDA_FUNCTION_NAME` is
+ * set) also the Powertools logger and metrics; the same code run elsewhere (a test) prints nothing more.
  */
 export function fromEnvironment(): HandlerDeps {
   if (!environmentDeps) {
@@ -46,9 +53,9 @@ export function fromEnvironment(): HandlerDeps {
     environmentDeps = {
       config,
       s3,
-      sfn: new SFNClient({}),
       store: new S3ObjectStore(s3),
       pipelines: loadPipelines(config.pipelinesDir),
+      ...(process.env.AWS_LAMBDA_FUNCTION_NAME ? { telemetry: createTelemetry() } : {}),
     };
   }
   return environmentDeps;

@@ -1,4 +1,5 @@
 import type { RunState, VerifyResult } from '../contracts.ts';
+import { observe } from '../observability.ts';
 import { withPlainErrors } from '../run/failure-message.ts';
 import { verify } from '../run/verify.ts';
 import { clockOf, type Handler, type HandlerDeps, onFirstCall } from './shared.ts';
@@ -11,7 +12,11 @@ export const createHandler = (deps: HandlerDeps): Handler<{ run: RunState }, Ver
   const clock = clockOf(deps);
   // Today's date in UTC.
   const today = () => clock().toISOString().slice(0, 10);
-  return withPlainErrors((event) => verify(event.run, { ...deps, today }));
+  return observe(
+    deps.telemetry,
+    { step: 'verify' },
+    withPlainErrors((event) => verify(event.run, { ...deps, today })),
+  );
 };
 
 export const handler = onFirstCall(createHandler);

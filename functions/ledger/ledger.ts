@@ -14,6 +14,7 @@
  * batches, so the prefix holds about one marker per input object.
  */
 import { createHash } from 'node:crypto';
+import type { NotLoaded } from '../contracts.ts';
 import { mapLimit, S3_PARALLELISM } from '../storage/concurrency.ts';
 import { layout } from '../storage/layout.ts';
 import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
@@ -36,6 +37,24 @@ export interface LedgerEntry {
 export interface LoadedObject extends ObjectInfo {
   readonly days?: readonly string[];
 }
+
+/**
+ * What Verify decided a run loads and removes, at `runs/<pipeline>/<runId>/verified.json`
+ * ({@link verifiedInputsKey}), for Finish to mark (or unmark) in the ledger. It lives here, not in
+ * Verify's module, because Finish reads it and must not bundle Verify's DuckDB.
+ */
+export interface VerifiedInputs {
+  /** The planned objects loaded, with the days their rows touched (their ledger markers keep them). */
+  readonly loaded: readonly LoadedObject[];
+  /** Planned objects not loaded, and why: they stay unmarked, so a later run plans them again. */
+  readonly notLoaded: readonly NotLoaded[];
+  /** Keys whose rows a delete run removed: Finish deletes their loaded markers. */
+  readonly removed: readonly string[];
+}
+
+/** Where Verify leaves {@link VerifiedInputs}: beside the run's inputs. */
+export const verifiedInputsKey = (pipeline: string, runId: string) =>
+  `${layout.runFolder(pipeline, runId)}verified.json`;
 
 /** An object version a run refused, and why (the refused marker's body). */
 export interface RefusedEntry {

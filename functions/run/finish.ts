@@ -6,14 +6,13 @@
  */
 import type { Config } from '../config.ts';
 import type { RunRecord, RunState, VerifyResult } from '../contracts.ts';
-import { markLoaded, unmarkLoaded } from '../ledger/ledger.ts';
+import { markLoaded, unmarkLoaded, type VerifiedInputs, verifiedInputsKey } from '../ledger/ledger.ts';
 import { recordAppliedTables } from '../pipeline/applied-tables.ts';
 import type { Pipeline } from '../pipeline/definition.ts';
 import type { RunInputs } from '../planning/planner.ts';
 import { layout } from '../storage/layout.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { runPipeline } from './run-state.ts';
-import { type VerifiedInputs, verifiedInputsKey } from './verify.ts';
 
 export interface FinishDeps {
   readonly store: ObjectStore;

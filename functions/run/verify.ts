@@ -20,7 +20,7 @@ import {
   type VerifyResult,
 } from '../contracts.ts';
 import { VerifyError } from '../errors.ts';
-import { type LoadedObject, loadedEntries } from '../ledger/ledger.ts';
+import { loadedEntries, type VerifiedInputs, verifiedInputsKey } from '../ledger/ledger.ts';
 import type { Pipeline } from '../pipeline/definition.ts';
 import {
   deriveStatements,
@@ -52,20 +52,6 @@ export function previousDay(today: string): string {
   d.setUTCDate(d.getUTCDate() - 1);
   return d.toISOString().slice(0, 10);
 }
-
-/** What Verify decided a run loads and removes, at `runs/<pipeline>/<runId>/verified.json`, for Finish. */
-export interface VerifiedInputs {
-  /** The planned objects loaded, with the days their rows touched (their ledger markers keep them). */
-  readonly loaded: readonly LoadedObject[];
-  /** Planned objects not loaded, and why: they stay unmarked, so a later run plans them again. */
-  readonly notLoaded: readonly NotLoaded[];
-  /** Keys whose rows a delete run removed: Finish deletes their loaded markers. */
-  readonly removed: readonly string[];
-}
-
-/** Where Verify leaves {@link VerifiedInputs}: beside the run's inputs. */
-export const verifiedInputsKey = (pipeline: string, runId: string) =>
-  `${layout.runFolder(pipeline, runId)}verified.json`;
 
 /** Up to this many keys, the current versions are read with one HeadObject each; past it, with a listing. */
 const HEAD_LIMIT = 4 * S3_PARALLELISM;

@@ -25,6 +25,13 @@ export const layout = {
   /** A failed chunk's error (ChunkFailure), written by the Work handler for RecordFailure. */
   chunkError: (pipeline: string, runId: string, index: number) => `runs/${pipeline}/${runId}/errors/${pad(index)}.json`,
   chunkErrorsPrefix: (pipeline: string, runId: string) => `runs/${pipeline}/${runId}/errors/`,
+  /**
+   * A chunk's attempts marker ({@link ChunkAttempt} in contracts.ts): counts the Work handler's tries
+   * of a chunk in a run, those that died without a word (a timeout, out of memory) included.
+   */
+  chunkAttempt: (pipeline: string, runId: string, index: number) =>
+    `runs/${pipeline}/${runId}/attempts/${pad(index)}.json`,
+  chunkAttemptsPrefix: (pipeline: string, runId: string) => `runs/${pipeline}/${runId}/attempts/`,
   chunkRejects: (pipeline: string, runId: string, index: number) =>
     `runs/${pipeline}/${runId}/rejects/${pad(index)}.parquet`,
   /** Hive-style `run_id=` folders: the staging tables are partitioned by run id. */

@@ -181,8 +181,9 @@ describe('SluiceStack resources', () => {
         ]),
       },
     });
+    // Failed runs notify through the Notify state, or a composite alarm when they skip it (test/infra/monitoring.test.ts).
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'ExecutionsFailed',
+      MetricName: 'ExecutionsTimedOut',
       Namespace: 'AWS/States',
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',

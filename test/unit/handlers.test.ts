@@ -105,7 +105,26 @@ describe('the Work handler when the chunk fails', () => {
       parts: [{ key: 'access-logs/bomb.csv.gz', start: 0, end: 900 }],
       requestId: 'req-2',
       failedAt: FIXED_TIME,
+      startedAt: FIXED_TIME,
+      finishedAt: FIXED_TIME,
+      attempt: 1,
     });
+  });
+
+  it('counts the tries of a chunk in its run: the error says which try failed', async () => {
+    const { handler, store, config } = await workHandler();
+    work.failWith = new InputError('bad');
+    try {
+      await expect(handler(chunk)).rejects.toThrow('bad');
+      await expect(handler(chunk)).rejects.toThrow('bad');
+    } finally {
+      work.failWith = undefined;
+    }
+    const failure = await store.getJson<ChunkFailure>(
+      config.workingBucket,
+      layout.chunkError('access-logs', 'r-bomb', 3),
+    );
+    expect(failure?.attempt).toBe(2);
   });
 });
 
