@@ -166,7 +166,7 @@ const tail = (file: string, lines = 15) =>
 /** Starts `node cli/sluice.ts dev --port 0 --dir <dir> --pipelines <dir>/pipelines` and waits for its dev.json. */
 async function startDev(dir: string, env: NodeJS.ProcessEnv, logFile: string): Promise<Dev> {
   const out = openSync(logFile, 'a');
-  const args = ['dev', '--port', '0', '--dir', dir, '--pipelines', join(dir, 'pipelines')];
+  const args = ['dev', '--port', '0', '--ui-port', '0', '--dir', dir, '--pipelines', join(dir, 'pipelines')];
   const child = spawn(process.execPath, [join(REPO_ROOT, 'cli', 'sluice.ts'), ...args], {
     env,
     stdio: ['ignore', out, out],

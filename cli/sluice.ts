@@ -22,6 +22,7 @@ import { localFiles } from '../runtime/environment.ts';
 import { newExecutionName, toRunDetail, toRunRow } from '../runtime/executions.ts';
 import { LOCAL_BUCKETS } from '../runtime/s3-server.ts';
 import { uploadFile } from '../runtime/upload.ts';
+import { DEFAULT_UI_PORT, startUiServer } from '../ui/server.ts';
 import {
   executionArnOf,
   findExecutionForKey,
@@ -33,9 +34,14 @@ import {
   startExecution,
   waitForExecution,
 } from './client.ts';
+import { COST_HELP, cost } from './cost.ts';
 import { duration, printRunDetail, printSummary, printTable } from './format.ts';
+import { logs, logsHelp } from './logs.ts';
+import { Progress, watchRun } from './progress.ts';
 import { DEFAULT_STACK, isTarget, LOCALSTACK_ENDPOINT, RemoteRunError, TARGETS } from './remote.ts';
+import { report, reportHelp } from './report.ts';
 import { openTarget, type TargetSession } from './target.ts';
+import { type CommandTools, portOption, ui, uiHelp } from './ui.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -74,11 +80,15 @@ Commands:
   run <pipeline> --file F      Upload F to the pipeline's input prefix and wait for its run
   run <pipeline> --scheduled   Start the pipeline's scheduled run now and wait for it
   runs [<run>]                 List runs, newest first, or show one run
+  logs <run> [--chunk N]       Each chunk's tries, errors and timings, and the run's state events
   status [<pipeline>]          Each pipeline's schedule, runs in progress, last run and last success
   query "<SQL>" [--write]      Query the tables through Athena (read-only unless --write)
   redrive <run>                Continue a failed run: load what it did not, nothing twice
   backfill <pipeline> --from <day> --to <day> [--reload]
                                Re-derive (or reload) a window of days
+  ui [--port 4578]             The web UI: runs, a run's chunks and failure, tables, actions
+  report <run> --out F.html    One self-contained HTML file of a run's page
+  cost <pipeline> --input 1TB  The modeled AWS cost of loading that much CSV (offline)
 
 Every command but dev takes --target local|localstack|aws (default local) and, for a deployed
 stack, --stack <name>; run, runs, status, query, redrive and backfill print the same on each.
@@ -86,7 +96,7 @@ The local target works with or without "sluice dev" running, on the same data (-
 Set SLUICE_CHUNK_SIZE (e.g. 1MB) to split small files into several chunks locally.
 Exit codes: 0 success, 1 a run that did not succeed or an error, 2 a command line not understood.
 Run "sluice <command> --help" for a command's options.`,
-  dev: `Usage: sluice dev [--port 4577] [--dir .sluice]
+  dev: `Usage: sluice dev [--port 4577] [--ui-port 4578] [--dir .sluice]
 
 Starts the embedded stack and runs until Ctrl-C:
   - an S3 API on http://127.0.0.1:<port> (buckets ${Object.values(LOCAL_BUCKETS).join(', ')}), and on the same
@@ -99,6 +109,7 @@ Upload with any S3 client, e.g.
 
 Options:
   --port <n>         port (default 4577; 0 picks a free one)
+  --ui-port <n>      the web UI's port (default 4578; 0 picks a free one): http://127.0.0.1:<n>/
   --dir <path>       runtime folder (default .sluice)
   --pipelines <dir>  pipeline definitions (default the repository's pipelines/)`,
   run: `Usage: sluice run <pipeline> --file <path> [--target T] [--stack S] [--dir .sluice]
@@ -109,7 +120,8 @@ Options:
 --scheduled  starts the run the pipeline's schedule would start, now, with the schedule's input
              {"pipeline":"<pipeline>","trigger":"schedule"}, and waits for it.
 ${TARGET_HELP}
-Prints the run's summary. Exits 0 only if the run SUCCEEDED.`,
+While it waits: a progress bar on a terminal (chunks done of the planned total, rows, MB/s, time left),
+plain lines otherwise. Prints the run's summary. Exits 0 only if the run SUCCEEDED, else 1.`,
   runs: `Usage: sluice runs [<run>] [--json] [--limit 100] [--target T] [--stack S] [--dir .sluice]
 
 Lists runs, newest first: status, trigger, chunks, rows read/loaded/rejected, and what went wrong
@@ -148,6 +160,10 @@ of at most --days-per-run days, --parallel at a time, with a progress bar on a t
            rows replaced in one commit), then re-derive
 Exits 0 only if every run SUCCEEDED.
 ${TARGET_HELP}`,
+  ui: uiHelp(TARGET_HELP),
+  report: reportHelp(TARGET_HELP),
+  cost: COST_HELP,
+  logs: logsHelp(TARGET_HELP),
 };
 
 const COMMON = {
@@ -220,14 +236,25 @@ function noExtra(extra: string[], usage: string): void {
 }
 
 async function dev(args: string[]): Promise<number> {
-  const { values } = parse(args, { port: { type: 'string', default: '4577' } } as const);
+  const { values } = parse(args, {
+    port: { type: 'string', default: '4577' },
+    'ui-port': { type: 'string', default: String(DEFAULT_UI_PORT) },
+  } as const);
   if (values.help) return help('dev');
   if (values.target !== 'local' || values.stack !== undefined) {
     throw new UsageError('sluice dev runs the embedded runtime on this machine: it takes no --target or --stack');
   }
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--port "${values.port}" is not a port`);
+  const uiPort = portOption(values['ui-port'], '--ui-port', commandTools);
   await startDev({ ...paths(values.dir, values.pipelines), port });
+  // The UI beside the runtime, through the runtime's own S3, Step Functions and Athena APIs.
+  // A UI that cannot start (its port taken by another sluice dev) leaves the runtime running.
+  const session = await openTarget({ target: 'local', ...paths(values.dir, values.pipelines), startLocal: false });
+  await startUiServer({ session, pipelines: pipelines(values.pipelines) }, uiPort).then(
+    (server) => log(`UI at ${server.url}`),
+    (error: unknown) => log(`the UI did not start: ${(error as Error).message}`),
+  );
   return new Promise<number>(() => {}); // runs until a signal
 }
 
@@ -271,7 +298,8 @@ async function run(args: string[]): Promise<number> {
 
 /** Waits for an execution, prints its summary; 0 only if it SUCCEEDED. */
 async function finished(session: TargetSession, executionArn: string): Promise<number> {
-  const described = await waitForExecution(session, executionArn, { log });
+  const progress = watchRun(session, executionArn, { tty: process.stderr.isTTY === true, log });
+  const described = await waitForExecution(session, executionArn).finally(() => progress.stop());
   const record = await readExecution(session, executionArn, { described });
   printSummary(toRunRow(record));
   console.log(`execution ${executionArn}`);
@@ -502,7 +530,7 @@ async function backfill(args: string[]): Promise<number> {
   const pipeline = getPipeline(pipelines(values.pipelines), name);
   const windows = backfillWindows(from, to, size);
   return withTarget(values, async (session) => {
-    const progress = new Progress(windows.length, process.stderr.isTTY === true);
+    const progress = new Progress(windows.length, { tty: process.stderr.isTTY === true, log });
     const failures: string[] = [];
     let next = 0;
     const worker = async () => {
@@ -539,43 +567,6 @@ async function backfill(args: string[]): Promise<number> {
   });
 }
 
-/** A progress bar on a terminal (stderr), one line per finished run otherwise. */
-class Progress {
-  private finishedRuns = 0;
-  private runningRuns = 0;
-  private readonly since = Date.now();
-  private readonly total: number;
-  private readonly tty: boolean;
-  constructor(total: number, tty: boolean) {
-    this.total = total;
-    this.tty = tty;
-  }
-  started(): void {
-    this.runningRuns++;
-    this.draw();
-  }
-  done(line: string): void {
-    this.runningRuns--;
-    this.finishedRuns++;
-    if (this.tty) this.draw();
-    else log(`${this.finishedRuns}/${this.total} ${line}`);
-  }
-  end(): void {
-    if (this.tty) process.stderr.write('\n');
-  }
-  private draw(): void {
-    if (!this.tty) return;
-    const width = 30;
-    const filled = Math.round((this.finishedRuns / this.total) * width);
-    const elapsed = (Date.now() - this.since) / 1000;
-    const eta =
-      this.finishedRuns > 0 ? Math.round((elapsed / this.finishedRuns) * (this.total - this.finishedRuns)) : undefined;
-    process.stderr.write(
-      `\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${this.finishedRuns}/${this.total} runs, ${this.runningRuns} running${eta !== undefined ? `, ETA ${eta} s` : ''}   `,
-    );
-  }
-}
-
 function help(command: string): number {
   console.log(HELP[command] ?? HELP.main);
   return 0;
@@ -586,6 +577,16 @@ function log(line: string): void {
   console.error(`${new Date().toISOString().slice(11, 23)} ${line}`);
 }
 
+/** What the commands in their own files (cli/ui.ts, cli/report.ts) use of this one. */
+const commandTools: CommandTools = {
+  open,
+  usage: (message) => new UsageError(message),
+  fail: (message) => new CliError(message),
+  help,
+  log,
+  pipelines,
+};
+
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   dev,
   run,
@@ -594,6 +595,10 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   query,
   redrive,
   backfill,
+  ui: (args) => ui(args, commandTools),
+  report: (args) => report(args, commandTools),
+  cost: (args) => cost(args, commandTools),
+  logs: (args) => logs(args, commandTools),
 };
 
 async function main(argv: string[]): Promise<number> {

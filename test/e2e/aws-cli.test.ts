@@ -53,7 +53,7 @@ beforeAll(async () => {
   if (!awsCli) return;
   dir = mkdtempSync(join(tmpdir(), 'sluice-awscli-'));
   let log = '';
-  dev = spawn(process.execPath, [cli, 'dev', '--port', '0', '--dir', dir], { cwd: root });
+  dev = spawn(process.execPath, [cli, 'dev', '--port', '0', '--ui-port', '0', '--dir', dir], { cwd: root });
   dev.stdout?.on('data', (b: Buffer) => {
     log += b.toString();
   });

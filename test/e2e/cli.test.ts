@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, ListExecutionsCommand, SFNClient, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADER, logRow } from '../support/fixtures.ts';
@@ -83,7 +83,7 @@ const file = `${HEADER}\n${rows.join('\n')}\n`;
 
 beforeAll(async () => {
   port = await freePort();
-  dev = spawn(process.execPath, [cli, 'dev', '--port', String(port), '--dir', dir], {
+  dev = spawn(process.execPath, [cli, 'dev', '--port', String(port), '--ui-port', '0', '--dir', dir], {
     cwd: root,
     env: { ...process.env, SLUICE_CHUNK_SIZE: '64KB' },
   });
@@ -161,6 +161,8 @@ describe('sluice dev, end to end through the S3 API and the CLI', () => {
     const byFile = await sluice('run', 'access-logs', '--file', path);
     expect(byFile.stdout).toMatch(/status\s+SUCCEEDED/);
     expect(byFile.code).toBe(0);
+    // Not a terminal: the progress is plain lines on stderr, ending with every chunk done.
+    expect(byFile.stderr).toMatch(/ 1\/1 chunks \(100%\), 1 rows, [\d.]+ MB\/s$/m);
     // The scheduled run loads every input not yet loaded, but skips the version a run refused.
     const scheduled = await sluice('run', 'access-logs', '--scheduled');
     expect(scheduled.stdout).toMatch(/status\s+SUCCEEDED/);
@@ -221,6 +223,84 @@ describe('sluice dev, end to end through the S3 API and the CLI', () => {
     const unknown = await sluice('runs', 'no-such-run');
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('no run named "no-such-run"');
+  });
+
+  it("shows each chunk's tries, timings and rows with `sluice logs`, and a failed chunk's error", async () => {
+    const runs = await json<Run[]>('runs');
+    const several = runs.findLast((r) => r.status === 'SUCCEEDED' && r.rowsRead === 3000);
+    const failed = runs.find((r) => r.status === 'FAILED' && r.message?.includes('bomb.csv.gz'));
+    expect(several?.chunks).toBeGreaterThan(3);
+    interface Logs {
+      status: string;
+      planned: { chunks: number };
+      mapRun: { counts: { total: number; succeeded: number; failed: number }; children: unknown[] | null };
+      chunks: {
+        index: number;
+        status: string;
+        attempts: number;
+        startedAt: string;
+        finishedAt: string;
+        ms: number;
+        rowsRead: number;
+        error: { type: string; message: string; attempt: number; parts: { key: string }[] } | null;
+      }[];
+      events: { type: string; state?: string }[];
+    }
+    const logs = await json<Logs>('logs', several?.id ?? '');
+    expect(logs.chunks.map((c) => c.index)).toEqual(Array.from({ length: several?.chunks ?? 0 }, (_, i) => i));
+    for (const chunk of logs.chunks) {
+      expect(chunk).toMatchObject({ status: 'SUCCEEDED', attempts: 1, error: null });
+      expect(Date.parse(chunk.finishedAt)).toBeGreaterThanOrEqual(Date.parse(chunk.startedAt));
+      expect(chunk.ms).toBe(Date.parse(chunk.finishedAt) - Date.parse(chunk.startedAt));
+    }
+    expect(logs.chunks.reduce((sum, c) => sum + c.rowsRead, 0)).toBe(3000);
+    expect(logs.planned.chunks).toBe(several?.chunks);
+    expect(logs.mapRun.counts).toMatchObject({ total: several?.chunks, succeeded: several?.chunks, failed: 0 });
+    expect(logs.mapRun.children).toHaveLength(several?.chunks ?? -1);
+    expect(logs.events.map((e) => e.type)).toContain('MapRunSucceeded');
+    expect(logs.events.at(-1)?.type).toBe('ExecutionSucceeded');
+    // The timings are in the chunk's own file in the working bucket.
+    const file = await s3.send(
+      new GetObjectCommand({ Bucket: 'sluice-working', Key: `runs/access-logs/${several?.id}/chunks/00001.json` }),
+    );
+    expect(JSON.parse((await file.Body?.transformToString()) ?? '{}')).toMatchObject({
+      index: 1,
+      attempt: 1,
+      startedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      finishedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+    });
+    const table = await sluice('logs', several?.id ?? '');
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^chunk +status +tries +started +duration +read +staged +rejected$/m);
+    expect(table.stdout).toMatch(/^0 +SUCCEEDED +1 +\d\d:\d\d:\d\d\.\d{3} +\d+\.\d s +\d+ +\d+ +\d+$/m);
+    expect(table.stdout).toMatch(/^\d\d:\d\d:\d\d\.\d{3} +TaskStateEntered Plan$/m);
+
+    const bomb = await json<Logs>('logs', failed?.id ?? '', '--chunk', '0');
+    expect(bomb.status).toBe('FAILED');
+    expect(bomb.mapRun.counts).toMatchObject({ total: 1, failed: 1 });
+    expect(bomb.chunks).toEqual([
+      expect.objectContaining({
+        index: 0,
+        status: 'FAILED',
+        attempts: 1,
+        error: expect.objectContaining({
+          type: 'Sluice.InputError',
+          attempt: 1,
+          parts: [expect.objectContaining({ key: 'access-logs/bomb.csv.gz' })],
+        }),
+      }),
+    ]);
+    const shown = await sluice('logs', failed?.id ?? '', '--chunk', '0');
+    expect(shown.stdout).toMatch(/^chunk 0, try 1 at \d\d:\d\d:\d\d\.\d{3}: Sluice\.InputError$/m);
+    expect(shown.stdout).toMatch(/^ {4}s3:\/\/sluice-input\/access-logs\/bomb\.csv\.gz /m);
+    expect(shown.stdout).toMatch(/^ {4}in access-logs\/bomb\.csv\.gz \(bytes 0–\d+\)$/m);
+
+    const unknown = await sluice('logs', 'no-such-run');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no run named "no-such-run"');
+    const badChunk = await sluice('logs', several?.id ?? '', '--chunk', 'x');
+    expect(badChunk.code).toBe(2);
+    expect(badChunk.stderr).toContain('--chunk "x" is not a chunk index');
   });
 
   it('queries read-only unless --write is given', async () => {
