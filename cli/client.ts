@@ -190,43 +190,64 @@ export async function readExecution(
   };
 }
 
-/** The target's executions, newest first (ListExecutions, paged), at most `limit`, each read by {@link readExecution}. */
-export async function listExecutions(session: TargetSession, limit: number): Promise<ExecutionRecord[]> {
-  const arns: string[] = [];
+/** The state machine's executions, newest first (ListExecutions, paged), at most `limit`: ARN and status. */
+export async function listExecutionItems(
+  session: TargetSession,
+  limit: number,
+): Promise<{ readonly arn: string; readonly status: string }[]> {
+  const items: { arn: string; status: string }[] = [];
   let nextToken: string | undefined;
   do {
     const page = await call(session, 'list executions', () =>
       session.sfn.send(
         new ListExecutionsCommand({
           stateMachineArn: session.names.stateMachineArn,
-          maxResults: Math.min(1000, limit - arns.length),
+          maxResults: Math.min(1000, limit - items.length),
           ...(nextToken ? { nextToken } : {}),
         }),
       ),
     );
-    for (const item of page.executions ?? []) if (item.executionArn) arns.push(item.executionArn);
+    for (const item of page.executions ?? []) {
+      if (item.executionArn) items.push({ arn: item.executionArn, status: item.status ?? 'RUNNING' });
+    }
     nextToken = page.nextToken;
-  } while (nextToken && arns.length < limit);
-  const records: ExecutionRecord[] = [];
-  // Eight at a time: DescribeExecution is throttled on AWS (a bucket of 200, refilled 60 a second per account).
-  for (let i = 0; i < arns.length; i += 8) {
-    records.push(...(await Promise.all(arns.slice(i, i + 8).map((arn) => readExecution(session, arn)))));
-  }
-  return records;
+  } while (nextToken && items.length < limit);
+  return items;
 }
 
-/** The history's events, oldest first, all pages. */
-async function historyEvents(session: TargetSession, executionArn: string): Promise<HistoryEvent[]> {
+/**
+ * Reads `items` with `read`, eight at a time: DescribeExecution is throttled on AWS (a bucket of
+ * 200, refilled 60 a second per account).
+ */
+export async function readEach<T, R>(items: readonly T[], read: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += 8) out.push(...(await Promise.all(items.slice(i, i + 8).map(read))));
+  return out;
+}
+
+/** The target's executions, newest first, at most `limit`, each read by {@link readExecution}. */
+export async function listExecutions(session: TargetSession, limit: number): Promise<ExecutionRecord[]> {
+  return readEach(await listExecutionItems(session, limit), ({ arn }) => readExecution(session, arn));
+}
+
+/** The history's events, oldest first, all pages (GetExecutionHistory); with `data`, their inputs and outputs. */
+export async function historyEvents(
+  session: TargetSession,
+  executionArn: string,
+  options: { readonly data?: boolean } = {},
+): Promise<HistoryEvent[]> {
   const events: HistoryEvent[] = [];
   let nextToken: string | undefined;
   do {
-    const page = await session.sfn.send(
-      new GetExecutionHistoryCommand({
-        executionArn,
-        maxResults: 1000,
-        includeExecutionData: false,
-        ...(nextToken ? { nextToken } : {}),
-      }),
+    const page = await call(session, `read the history of ${executionArn}`, () =>
+      session.sfn.send(
+        new GetExecutionHistoryCommand({
+          executionArn,
+          maxResults: 1000,
+          includeExecutionData: options.data === true,
+          ...(nextToken ? { nextToken } : {}),
+        }),
+      ),
     );
     events.push(...(page.events ?? []));
     nextToken = page.nextToken;

@@ -209,11 +209,11 @@ export function parseInputSize(text: string): number {
 }
 
 /**
- * The worker's throughput from the newest `## bench:worker` entry of docs/benchmarks.md, or
+ * The worker's throughput from the newest `## bench:worker` or `## npm run bench` entry of docs/benchmarks.md, or
  * undefined when there is none that reads (the caller then uses the constant of the price file).
  */
 export function latestBenchmark(markdown: string): Throughput | undefined {
-  const entries = markdown.split(/^## /m).filter((s) => s.startsWith('bench:worker'));
+  const entries = markdown.split(/^## /m).filter((s) => s.startsWith('bench:worker') || s.startsWith('npm run bench'));
   for (const entry of entries.reverse()) {
     const title = entry.split('\n', 1)[0] ?? '';
     const worker = /worker \(S3 -> DuckDB -> Parquet on S3\):\s*([\d.]+) MB\/s/.exec(entry);

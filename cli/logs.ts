@@ -15,7 +15,6 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   DescribeMapRunCommand,
-  GetExecutionHistoryCommand,
   type HistoryEvent,
   ListExecutionsCommand,
   type ListExecutionsCommandOutput,
@@ -24,7 +23,7 @@ import {
 import type { ChunkAttempt, ChunkFailure, ChunkResult } from '../functions/contracts.ts';
 import { cutAtWord, readableCause } from '../functions/run/failure-message.ts';
 import { layout } from '../functions/storage/layout.ts';
-import { call, executionArnOf, readExecution } from './client.ts';
+import { call, executionArnOf, historyEvents, readExecution } from './client.ts';
 import { printTable, wrap } from './format.ts';
 import { listKeys, planOf, roughDuration } from './progress.ts';
 import { messageOf } from './remote.ts';
@@ -332,33 +331,19 @@ async function readEvents(session: TargetSession, executionArn: string): Promise
   const events: EventLog[] = [];
   let depth = 0;
   let state: string | undefined;
-  let nextToken: string | undefined;
-  do {
-    const page = await call(session, `read the history of ${executionArn}`, () =>
-      session.sfn.send(
-        new GetExecutionHistoryCommand({
-          executionArn,
-          maxResults: 1000,
-          includeExecutionData: true,
-          ...(nextToken ? { nextToken } : {}),
-        }),
-      ),
-    );
-    for (const event of page.events ?? []) {
-      const type = event.type ?? '';
-      if (NESTING_STARTS.has(type)) depth++;
-      if (NESTING_ENDS.has(type)) depth = Math.max(0, depth - 1);
-      if (depth > 0 || NESTING_ENDS.has(type) || type === 'MapIterationStarted') continue;
-      if (type.endsWith('StateEntered')) state = event.stateEnteredEventDetails?.name ?? state;
-      events.push({
-        at: iso(event.timestamp) ?? '',
-        type,
-        ...(state && !type.startsWith('Execution') ? { state } : {}),
-        ...failureOf(event),
-      });
-    }
-    nextToken = page.nextToken;
-  } while (nextToken);
+  for (const event of await historyEvents(session, executionArn, { data: true })) {
+    const type = event.type ?? '';
+    if (NESTING_STARTS.has(type)) depth++;
+    if (NESTING_ENDS.has(type)) depth = Math.max(0, depth - 1);
+    if (depth > 0 || NESTING_ENDS.has(type) || type === 'MapIterationStarted') continue;
+    if (type.endsWith('StateEntered')) state = event.stateEnteredEventDetails?.name ?? state;
+    events.push({
+      at: iso(event.timestamp) ?? '',
+      type,
+      ...(state && !type.startsWith('Execution') ? { state } : {}),
+      ...failureOf(event),
+    });
+  }
   return events;
 }
 

@@ -13,8 +13,10 @@ import { DescribeMapRunCommand, ListExecutionsCommand, ListMapRunsCommand } from
 import {
   call,
   executionArnOf,
+  listExecutionItems,
   QueryFailedError,
   type QueryRow,
+  readEach,
   readExecution,
   runQuery,
   stepsFromHistory,
@@ -59,37 +61,14 @@ export async function runsPage(source: UiSource, limit = 100): Promise<{ runs: R
   const { session } = source;
   const cache = ended.get(session) ?? new Map<string, ExecutionRecord>();
   ended.set(session, cache);
-  const items: { arn: string; status: string }[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await call(session, 'list executions', () =>
-      session.sfn.send(
-        new ListExecutionsCommand({
-          stateMachineArn: session.names.stateMachineArn,
-          maxResults: Math.min(1000, limit - items.length),
-          ...(nextToken ? { nextToken } : {}),
-        }),
-      ),
-    );
-    for (const item of page.executions ?? []) {
-      if (item.executionArn) items.push({ arn: item.executionArn, status: item.status ?? 'RUNNING' });
-    }
-    nextToken = page.nextToken;
-  } while (nextToken && items.length < limit);
-  const records: ExecutionRecord[] = [];
-  // Eight at a time, as cli/client.ts listExecutions does.
-  for (let i = 0; i < items.length; i += 8) {
-    const batch = await Promise.all(
-      items.slice(i, i + 8).map(async ({ arn, status }) => {
-        const known = cache.get(arn);
-        if (known && known.status === status) return known;
-        const record = await readExecution(session, arn);
-        if (record.status !== 'RUNNING') cache.set(arn, record);
-        return record;
-      }),
-    );
-    records.push(...batch);
-  }
+  const items = await listExecutionItems(session, limit);
+  const records = await readEach(items, async ({ arn, status }) => {
+    const known = cache.get(arn);
+    if (known && known.status === status) return known;
+    const record = await readExecution(session, arn);
+    if (record.status !== 'RUNNING') cache.set(arn, record);
+    return record;
+  });
   return { runs: records.map(toRunRow), pipelines: pipelineInfos(source) };
 }
 

@@ -5,8 +5,8 @@
  * target: the embedded runtime writes them as Step Functions does
  * (https://docs.aws.amazon.com/step-functions/latest/apireference/API_HistoryEvent.html).
  */
-import { GetExecutionHistoryCommand, type HistoryEvent } from '@aws-sdk/client-sfn';
-import { call } from '../cli/client.ts';
+import type { HistoryEvent } from '@aws-sdk/client-sfn';
+import { historyEvents } from '../cli/client.ts';
 import type { TargetSession } from '../cli/target.ts';
 
 /** The Plan state's output that the run page shows (functions/contracts.ts RunState). */
@@ -41,25 +41,8 @@ export interface HistoryFacts {
 }
 
 /** The history's events, oldest first, all pages, with their inputs and outputs. */
-export async function readHistory(session: TargetSession, executionArn: string): Promise<HistoryEvent[]> {
-  const events: HistoryEvent[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await call(session, `read the history of ${executionArn}`, () =>
-      session.sfn.send(
-        new GetExecutionHistoryCommand({
-          executionArn,
-          maxResults: 1000,
-          includeExecutionData: true,
-          ...(nextToken ? { nextToken } : {}),
-        }),
-      ),
-    );
-    events.push(...(page.events ?? []));
-    nextToken = page.nextToken;
-  } while (nextToken);
-  return events;
-}
+export const readHistory = (session: TargetSession, executionArn: string): Promise<HistoryEvent[]> =>
+  historyEvents(session, executionArn, { data: true });
 
 function parse(text: string | undefined): unknown {
   if (!text) return null;
