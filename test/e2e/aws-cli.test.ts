@@ -7,12 +7,12 @@
  * answer `sluice query` gives. Without the AWS CLI the test is skipped, saying so.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADER, logRow } from '../support/fixtures.ts';
+import { tempDir } from '../support/temp.ts';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '../..');
@@ -51,7 +51,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
   if (!awsCli) return;
-  dir = mkdtempSync(join(tmpdir(), 'sluice-awscli-'));
+  dir = tempDir('awscli-');
   let log = '';
   dev = spawn(process.execPath, [cli, 'dev', '--port', '0', '--ui-port', '0', '--dir', dir], { cwd: root });
   dev.stdout?.on('data', (b: Buffer) => {

@@ -6,8 +6,7 @@
  * message naming the file; and, for every run, rows read = rows loaded + rows rejected,
  * in the run's output and in the tables.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +16,7 @@ import { type Embedded, startEmbedded } from '../../runtime/dev.ts';
 import { type ExecutionRecord, toRunRow } from '../../runtime/executions.ts';
 import { uploadFile } from '../../runtime/upload.ts';
 import { accessLogs, HEADER, logRow } from '../support/fixtures.ts';
+import { tempDir } from '../support/temp.ts';
 
 /** True when the text holds a control character other than tab, newline and carriage return. */
 const hasControlBytes = (text: string) =>
@@ -102,7 +102,7 @@ const logs: string[] = [];
 const runs = new Map<string, Promise<ExecutionRecord>>();
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-bad-inputs-'));
+  dir = tempDir('bad-inputs-');
   embedded = await startEmbedded({
     dir,
     repoRoot: REPO_ROOT,

@@ -6,17 +6,17 @@
  * from the files. Re-uploads and deletes are left to the full run.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { compareTable, generateFile, rowText } from '../../bench/chaos-model.ts';
 import { randomGenerator } from '../../runtime/faults.ts';
+import { tempDir } from '../support/temp.ts';
 
 const REPO_ROOT = join(import.meta.dirname, '../..');
 
 it('a chaos run with faults and a killed runtime loads every row once', { timeout: 300_000 }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-chaos-test-'));
+  const dir = tempDir('chaos-test-');
   try {
     const chaos = spawnSync(
       process.execPath,

@@ -3,9 +3,8 @@
  * S3 API, and `sluice runs` / `sluice query` / `sluice run` as separate commands.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -13,10 +12,11 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { DescribeExecutionCommand, ListExecutionsCommand, SFNClient, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADER, logRow } from '../support/fixtures.ts';
+import { tempDir } from '../support/temp.ts';
 
 const root = join(import.meta.dirname, '../..');
 const cli = join(root, 'cli/sluice.ts');
-const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
+const dir = tempDir('e2e-');
 let dev: ChildProcess;
 let s3: S3Client;
 let devLog = '';

@@ -5,8 +5,7 @@
  * 20 files uploaded at once give 20 runs that all succeed with every row once; an upload racing
  * the scheduled run is loaded once; injected commit conflicts are retried to the same result.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import { type Embedded, startEmbedded } from '../../runtime/dev.ts';
 import type { ExecutionRecord } from '../../runtime/executions.ts';
 import { parseFaults, setFaults } from '../../runtime/faults.ts';
 import { HEADER, logRow } from '../support/fixtures.ts';
+import { tempDir } from '../support/temp.ts';
 
 delete process.env.SLUICE_CHUNK_SIZE;
 
@@ -25,7 +25,7 @@ let embedded: Embedded;
 const runs = new Map<string, Promise<ExecutionRecord>[]>();
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-concurrent-'));
+  dir = tempDir('concurrent-');
   embedded = await startEmbedded({
     dir,
     repoRoot: REPO_ROOT,

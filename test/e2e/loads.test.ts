@@ -3,8 +3,7 @@
  * the ASL file, the handlers and the DuckDB warehouse. A copy of the access-logs pipeline with
  * `onDelete: remove` and a tolerated failure percentage.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { DeleteObjectCommand, DeleteObjectsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -17,11 +16,12 @@ import { localS3Client } from '../../runtime/s3-client.ts';
 import { startS3Server } from '../../runtime/s3-server.ts';
 import { uploadFile } from '../../runtime/upload.ts';
 import { HEADER, logRow } from '../support/fixtures.ts';
+import { tempDir } from '../support/temp.ts';
 
 process.env.SLUICE_CHUNK_SIZE = '8KB';
 
 const REPO_ROOT = join(import.meta.dirname, '../..');
-const root = mkdtempSync(join(tmpdir(), 'sluice-loads-'));
+const root = tempDir('loads-');
 const dir = join(root, '.sluice');
 mkdirSync(join(root, 'pipelines'));
 symlinkSync(join(REPO_ROOT, 'state-machines'), join(root, 'state-machines'));

@@ -6,14 +6,14 @@
  * read their pipeline definitions once per process (as on Lambda).
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../support/temp.ts';
 
 const REPO_ROOT = join(import.meta.dirname, '../..');
-const root = mkdtempSync(join(tmpdir(), 'sluice-keywords-'));
+const root = tempDir('keywords-');
 const dir = join(root, '.sluice');
 mkdirSync(join(root, 'pipelines'));
 symlinkSync(join(REPO_ROOT, 'state-machines'), join(root, 'state-machines'));

@@ -5,14 +5,14 @@
  * test-output/ui/. Without Chromium every test is skipped, naming the missing browser.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { HEADER, logRow } from '../support/fixtures.ts';
+import { tempDir } from '../support/temp.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const MISSING = existsSync(CHROMIUM)
@@ -22,7 +22,7 @@ const MISSING = existsSync(CHROMIUM)
 const root = join(import.meta.dirname, '../..');
 const cli = join(root, 'cli/sluice.ts');
 const out = join(root, 'test-output/ui');
-const dir = mkdtempSync(join(tmpdir(), 'sluice-ui-'));
+const dir = tempDir('ui-');
 let dev: ChildProcess | undefined;
 let devLog = '';
 let ui = '';

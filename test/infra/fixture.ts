@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { HANDLERS, PLACEHOLDERS } from '../../functions/catalog.ts';
 import { REPO_ROOT } from '../../infra/asl.ts';
 import { SluiceStack, type SluiceStackProps } from '../../infra/stack.ts';
+import { tempDir } from '../support/temp.ts';
 
 const cdkJson = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as { context: Record<string, unknown> };
 
@@ -27,7 +27,7 @@ const ACCESS_LOGS = readFileSync(join(REPO_ROOT, 'pipelines', 'access-logs.yaml'
  * `.tsv` files, its own tables, and no schedule.
  */
 export function twoPipelinesDir(overrides: { clicksPrefix?: string; clicksTable?: string } = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-infra-'));
+  const dir = tempDir('infra-');
   writeFileSync(join(dir, 'access-logs.yaml'), ACCESS_LOGS);
   const clicks = ACCESS_LOGS.replace('name: access-logs', 'name: clicks')
     .replace('prefix: access-logs/', `prefix: ${overrides.clicksPrefix ?? 'clicks/'}`)
@@ -70,7 +70,7 @@ export const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value
 
 /** The template as JSON, written to a temporary file for the command-line checkers (cfn-lint). */
 export function writeTemplate(template: Template, name: string): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'sluice-template-')), `${name}.template.json`);
+  const file = join(tempDir('template-'), `${name}.template.json`);
   writeFileSync(file, JSON.stringify(template.toJSON(), null, 1));
   return file;
 }

@@ -3,8 +3,7 @@
  * the AWS CLI v1 (`python3 -m awscli`) against the S3 server's endpoint, over a local warehouse.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -24,6 +23,7 @@ import { LOCAL_ATHENA_DATABASE, LOCAL_ATHENA_WORKGROUP } from '../../runtime/env
 import { localS3Client } from '../../runtime/s3-client.ts';
 import { type S3Server, startS3Server } from '../../runtime/s3-server.ts';
 import { LocalWarehouse } from '../../runtime/warehouse.ts';
+import { tempDir } from '../support/temp.ts';
 
 const run = promisify(execFile);
 
@@ -36,7 +36,7 @@ let client: AthenaClient;
 let hold: Promise<void> | undefined;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-athena-api-'));
+  dir = tempDir('athena-api-');
   let api: ReturnType<typeof athenaApi> | undefined;
   server = await startS3Server({
     dir,

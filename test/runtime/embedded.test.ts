@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +6,7 @@ import { type Embedded, startEmbedded } from '../../runtime/dev.ts';
 import type { ExecutionRecord } from '../../runtime/executions.ts';
 import { uploadFile } from '../../runtime/upload.ts';
 import { HEADER, logRow } from '../support/fixtures.ts';
+import { tempDir } from '../support/temp.ts';
 
 // Read by the planner when the handlers are first imported: several chunks from a small file.
 process.env.SLUICE_CHUNK_SIZE = '4KB';
@@ -20,7 +20,7 @@ const runs = new Map<string, Promise<ExecutionRecord>>();
 const logged: string[] = [];
 
 beforeAll(async () => {
-  sandbox = mkdtempSync(join(tmpdir(), 'sluice-embedded-'));
+  sandbox = tempDir('embedded-');
   dir = join(sandbox, 'a', 'b', 'c', '.sluice');
   mkdirSync(dir, { recursive: true });
   embedded = await startEmbedded({

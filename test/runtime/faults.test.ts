@@ -4,8 +4,7 @@
  * the table still holds every row once. The faults here are scripted (one of a kind, where the
  * test wants it) so that each test proves one path; `npm run chaos` draws them at random.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { ListStateMachinesCommand, SFNClient } from '@aws-sdk/client-sfn';
@@ -21,6 +20,7 @@ import {
   parseFaults,
   setFaults,
 } from '../../runtime/faults.ts';
+import { tempDir } from '../support/temp.ts';
 
 const REPO_ROOT = join(import.meta.dirname, '../..');
 
@@ -51,7 +51,7 @@ describe('SLUICE_FAULTS', () => {
   });
 
   it('logs every injected fault to SLUICE_FAULTS_LOG, counted by kind', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sluice-faults-'));
+    const dir = tempDir('faults-');
     try {
       const log = join(dir, 'faults.jsonl');
       const faults = parseFaults('worker-error=1,commit-conflict=1', log);
@@ -109,7 +109,7 @@ describe('faults on the embedded stack', () => {
   let s3: S3Client;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'sluice-faults-'));
+    dir = tempDir('faults-');
     embedded = await startEmbedded({
       dir,
       repoRoot: REPO_ROOT,

@@ -6,13 +6,13 @@
  * one and kills its own process after its third chunk, so the crash always falls mid-run.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Embedded, startDev } from '../../runtime/dev.ts';
 import type { ExecutionRecord } from '../../runtime/executions.ts';
 import { HEADER, logRow } from '../support/fixtures.ts';
+import { tempDir } from '../support/temp.ts';
 
 const REPO_ROOT = join(import.meta.dirname, '../..');
 const ROWS = 3000;
@@ -83,7 +83,7 @@ afterAll(async () => {
 
 describe('crash recovery of sluice dev', () => {
   it('marks a run whose dev process was killed FAILED, redrives it at once, and loads its rows once', async () => {
-    root = mkdtempSync(join(tmpdir(), 'sluice-recovery-'));
+    root = tempDir('recovery-');
     const dir = join(root, '.sluice');
     const file = join(root, 'logs.csv');
     writeFileSync(file, `${HEADER}\n${Array.from({ length: ROWS }, (_, i) => logRow(i)).join('\n')}\n`);

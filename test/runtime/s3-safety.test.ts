@@ -4,10 +4,10 @@
  * version whole while writers overlap, and listens on 127.0.0.1 only.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { networkInterfaces } from 'node:os';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localS3Client } from '../../runtime/s3-client.ts';
 import { OBJECTS_FOLDER, type S3Server, startS3Server } from '../../runtime/s3-server.ts';
 import { isValidBucketName, keyPath, type ObjectVersion } from '../../runtime/s3-store.ts';
+import { tempDir } from '../support/temp.ts';
 
 const md5 = (bytes: Uint8Array) => createHash('md5').update(bytes).digest('hex');
 const tag = randomBytes(4).toString('hex');
@@ -35,7 +36,7 @@ let server: S3Server;
 let s3: S3Client;
 
 beforeAll(async () => {
-  sandbox = mkdtempSync(join(tmpdir(), 'sluice-s3-safety-'));
+  sandbox = tempDir('s3-safety-');
   dataDir = join(sandbox, 'a', 'b', 'c', 'd', 'e', 'f', '.sluice');
   mkdirSync(dataDir, { recursive: true });
   server = await startS3Server({ dir: dataDir, port: 0 });

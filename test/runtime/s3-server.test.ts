@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -18,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localS3Client } from '../../runtime/s3-client.ts';
 import { OBJECTS_FOLDER, startS3Server } from '../../runtime/s3-server.ts';
 import { keyPath, type ObjectVersion } from '../../runtime/s3-store.ts';
+import { tempDir } from '../support/temp.ts';
 import { startTestS3, type TestS3 } from './helpers.ts';
 
 let t: TestS3;
@@ -242,7 +242,7 @@ describe('embedded S3 server: the versioned input bucket', () => {
   });
 
   it('keeps version ids across a restart of the server', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sluice-s3-restart-'));
+    const dir = tempDir('s3-restart-');
     const headAfterRestart = async (put: boolean) => {
       const server = await startS3Server({ dir, port: 0 });
       const s3 = localS3Client(server.endpoint);

@@ -5,8 +5,7 @@
  * is a fake handler that can wait, fail or echo.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -26,6 +25,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalRuntime, type LocalRuntime } from '../../runtime/local-runtime.ts';
 import { type S3Server, startS3Server } from '../../runtime/s3-server.ts';
 import { executionArn, STATE_MACHINE_ARN, stepFunctionsApi } from '../../runtime/sfn-api.ts';
+import { tempDir } from '../support/temp.ts';
 
 const run = promisify(execFile);
 
@@ -63,7 +63,7 @@ let runtime: LocalRuntime;
 let sfn: SFNClient;
 
 beforeAll(async () => {
-  root = mkdtempSync(join(tmpdir(), 'sluice-sfn-api-'));
+  root = tempDir('sfn-api-');
   const repoRoot = join(root, 'repo');
   mkdirSync(join(repoRoot, 'state-machines'), { recursive: true });
   mkdirSync(join(repoRoot, 'functions', 'handlers'), { recursive: true });

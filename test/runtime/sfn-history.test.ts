@@ -6,8 +6,7 @@
  * fixed and redriven.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -27,6 +26,7 @@ import { createLocalRuntime, type LocalRuntime } from '../../runtime/local-runti
 import { type S3Server, startS3Server } from '../../runtime/s3-server.ts';
 import { executionArn, STATE_MACHINE_ARN, stepFunctionsApi } from '../../runtime/sfn-api.ts';
 import { execute } from '../../runtime/state-machine.ts';
+import { tempDir } from '../support/temp.ts';
 
 const run = promisify(execFile);
 
@@ -77,7 +77,7 @@ let sfn: SFNClient;
 let flag: string;
 
 beforeAll(async () => {
-  root = mkdtempSync(join(tmpdir(), 'sluice-sfn-history-'));
+  root = tempDir('sfn-history-');
   const repoRoot = join(root, 'repo');
   mkdirSync(join(repoRoot, 'state-machines'), { recursive: true });
   mkdirSync(join(repoRoot, 'functions', 'handlers'), { recursive: true });

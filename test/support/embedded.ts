@@ -2,16 +2,16 @@
  * The embedded stack in the test's own process (S3 API on a free port, the ASL file, the real
  * handlers, the DuckDB warehouse), for end-to-end tests that need many objects or chunks.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Embedded, startEmbedded } from '../../runtime/dev.ts';
 import type { ExecutionRecord } from '../../runtime/executions.ts';
 import { uploadFile } from '../../runtime/upload.ts';
+import { tempDir } from './temp.ts';
 
 const REPO_ROOT = join(import.meta.dirname, '../..');
 
-export const newStackDir = () => mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
+export const newStackDir = () => tempDir('e2e-');
 
 export interface TestStack {
   readonly dir: string;

@@ -1,8 +1,7 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../../functions/config.ts';
 import { loadPipelines, type Pipeline } from '../../functions/pipeline/definition.ts';
+import { tempDir } from './temp.ts';
 
 export { HEADER } from '../../demo/generate.ts';
 
@@ -15,7 +14,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     workingBucket: 'sluice-working',
     warehouseBucket: 'sluice-warehouse',
     pipelinesDir: join(import.meta.dirname, '../../pipelines'),
-    tmpDir: mkdtempSync(join(tmpdir(), 'sluice-test-')),
+    tmpDir: tempDir('test-'),
     chunkSizeOverride: undefined,
     ...overrides,
   };

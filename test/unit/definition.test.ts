@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DefinitionError } from '../../functions/errors.ts';
@@ -17,6 +16,7 @@ import {
 } from '../../functions/pipeline/evolution.ts';
 import { setupStatements } from '../../functions/pipeline/sql.ts';
 import { accessLogs, pipelines } from '../support/fixtures.ts';
+import { tempDir } from '../support/temp.ts';
 
 const source = readFileSync(join(import.meta.dirname, '../../pipelines/access-logs.yaml'), 'utf8');
 
@@ -219,7 +219,7 @@ describe('table lock files (defect 7)', () => {
   });
 
   it('writes a missing lock, updates it for an added column, and refuses anything else', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sluice-lock-'));
+    const dir = tempDir('lock-');
     const [created] = checkTableLock([accessLogs], dir);
     expect(created).toMatchObject({ pipeline: 'access-logs', file: join(dir, 'access-logs.tables.json'), added: [] });
     writeTableLocks(checkTableLock([accessLogs], dir));
@@ -237,7 +237,7 @@ describe('table lock files (defect 7)', () => {
   });
 
   it('names a lock file that is not one', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sluice-lock-'));
+    const dir = tempDir('lock-');
     writeFileSync(join(dir, 'access-logs.tables.json'), '{"pipeline": "access-logs", "tables": [{"name": 1}]}');
 
     expect(() => checkTableLock([accessLogs], dir)).toThrow(

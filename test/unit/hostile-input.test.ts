@@ -5,7 +5,7 @@
  * key comes back byte for byte in source_key, and no statement breaks; the SQL builders'
  * quoting is run on DuckDB with the same hostile text.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -23,6 +23,7 @@ import { backticksToDoubleQuotes, translate } from '../../runtime/dialect.ts';
 import { accessLogs, HEADER, logRow, pipelines, testConfig } from '../support/fixtures.ts';
 import { MemoryStore } from '../support/memory-store.ts';
 import { readParquet } from '../support/parquet.ts';
+import { tempDir } from '../support/temp.ts';
 
 /** True when the text holds a control character other than tab, newline and carriage return. */
 const hasControlBytes = (text: string) =>
@@ -158,7 +159,7 @@ describe('hostile object keys through the planner, the worker and Verify', () =>
 
 /** The access-logs definition with `input.extraColumns: ignore`, in a folder of its own. */
 function lenientPipelines(): ReadonlyMap<string, Pipeline> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-hostile-'));
+  const dir = tempDir('hostile-');
   const yaml = readFileSync(accessLogs.file, 'utf8').replace(
     '  splittable: true',
     '  splittable: true\n  extraColumns: ignore',
@@ -230,7 +231,7 @@ describe('hostile header names', () => {
       ['name: daily_traffic', 'name: "daily traffic"'],
       ['    - { name: country, type: string }\n  # Iceberg', '    - { name: "Country", type: string }\n  # Iceberg'],
     ] as const) {
-      const dir = mkdtempSync(join(tmpdir(), 'sluice-hostile-def-'));
+      const dir = tempDir('hostile-def-');
       const changed = yaml.replace(from, to);
       expect(changed, from).not.toBe(yaml);
       writeFileSync(join(dir, 'access-logs.yaml'), changed);

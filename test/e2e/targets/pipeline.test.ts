@@ -13,8 +13,7 @@
  * (the community plan), the checks through Athena are skipped saying so; the runs are still checked.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   GetQueryExecutionCommand,
@@ -34,6 +33,7 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { isTarget, LOCALSTACK_ENDPOINT, messageOf, RemoteRunError, type Target } from '../../../cli/remote.ts';
 import { openTarget, type TargetSession } from '../../../cli/target.ts';
 import { HEADER, logRow } from '../../support/fixtures.ts';
+import { tempDir } from '../../support/temp.ts';
 
 const REPO_ROOT = join(import.meta.dirname, '../../..');
 const PIPELINE = 'access-logs';
@@ -59,7 +59,7 @@ let noAthena: string | undefined;
 let localDir: string | undefined;
 
 beforeAll(async () => {
-  if (target === 'local') localDir = mkdtempSync(join(tmpdir(), 'sluice-e2e-target-'));
+  if (target === 'local') localDir = tempDir('e2e-target-');
   try {
     session = await openTarget({
       target,
