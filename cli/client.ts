@@ -24,8 +24,9 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import type { RunRecord } from '../functions/contracts.ts';
+import { redriveExecutionName, redriveInput } from '../functions/run/redrive.ts';
 import { layout } from '../functions/storage/layout.ts';
-import type { ExecutionRecord } from '../runtime/executions.ts';
+import { type ExecutionRecord, REDRIVABLE_STATUSES } from '../runtime/executions.ts';
 import type { StepRecord } from '../runtime/state-machine.ts';
 import { hint, messageOf, RemoteRunError } from './remote.ts';
 import type { TargetSession } from './target.ts';
@@ -280,8 +281,9 @@ export async function executionSteps(
 
 type Step = { status: StepRecord['status']; ms: number; times: number; entered?: number };
 
-const NESTING_STARTS = new Set(['MapIterationStarted', 'ParallelStateStarted']);
-const NESTING_ENDS = new Set([
+/** History events that open and close a Map iteration or a Parallel branch (nested states between them). */
+export const NESTING_STARTS = new Set(['MapIterationStarted', 'ParallelStateStarted']);
+export const NESTING_ENDS = new Set([
   'MapIterationSucceeded',
   'MapIterationFailed',
   'MapIterationAborted',
@@ -443,4 +445,54 @@ export function isReadOnlyStatement(sql: string): boolean {
   return !/\b(insert|update|delete|merge|create|drop|alter|copy|truncate|vacuum|optimize|attach|install|load)\b/i.test(
     unquoted,
   );
+}
+
+/** Why a run cannot be redriven: it does not exist, it did not fail, or it was redriven too often. */
+export class RedriveRefusedError extends Error {
+  override name = 'RedriveRefusedError';
+  readonly reason: 'unknown' | 'not-failed' | 'too-many';
+  constructor(reason: RedriveRefusedError['reason'], message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+/**
+ * Continues a failed run (`sluice redrive`, the UI's Redrive): starts the next free
+ * `<run>-redrive-<n>` with the run's input and `redriveOf` (functions/run/redrive.ts says why
+ * not RedriveExecution). Resolves with the new execution's name and ARN.
+ */
+export async function startRedrive(
+  session: TargetSession,
+  id: string,
+): Promise<{ name: string; executionArn: string }> {
+  let failed: ExecutionRecord;
+  try {
+    failed = await readExecution(session, executionArnOf(session.names.stateMachineArn, id));
+  } catch (error) {
+    if (/ExecutionDoesNotExist/.test((error as Error).message)) {
+      throw new RedriveRefusedError(
+        'unknown',
+        `no run named "${id}" on ${session.where}; "sluice runs" lists the runs`,
+      );
+    }
+    throw error;
+  }
+  if (!REDRIVABLE_STATUSES.includes(failed.status)) {
+    throw new RedriveRefusedError(
+      'not-failed',
+      `run ${id} is ${failed.status}: only a run that FAILED, was ABORTED or TIMED_OUT can be redriven`,
+    );
+  }
+  const input = redriveInput(failed.input, id);
+  for (let attempt = 1; attempt <= 99; attempt++) {
+    const name = redriveExecutionName(id, attempt);
+    try {
+      return { name, executionArn: await startExecution(session, input, name) };
+    } catch (error) {
+      if (/ExecutionAlreadyExists/.test((error as Error).message)) continue;
+      throw error;
+    }
+  }
+  throw new RedriveRefusedError('too-many', `run ${id} has been redriven 99 times already; start a new run instead`);
 }

@@ -23,7 +23,7 @@ import {
 import type { ChunkAttempt, ChunkFailure, ChunkResult } from '../functions/contracts.ts';
 import { cutAtWord, readableCause } from '../functions/run/failure-message.ts';
 import { layout } from '../functions/storage/layout.ts';
-import { call, executionArnOf, historyEvents, readExecution } from './client.ts';
+import { call, executionArnOf, historyEvents, NESTING_ENDS, NESTING_STARTS, readExecution } from './client.ts';
 import { printTable, wrap } from './format.ts';
 import { listKeys, planOf, roughDuration } from './progress.ts';
 import { messageOf } from './remote.ts';
@@ -300,16 +300,6 @@ async function describeFailedChildren(
   }
   return children.map((child) => described.get(child.name) ?? child);
 }
-
-const NESTING_STARTS = new Set(['MapIterationStarted', 'ParallelStateStarted']);
-const NESTING_ENDS = new Set([
-  'MapIterationSucceeded',
-  'MapIterationFailed',
-  'MapIterationAborted',
-  'ParallelStateSucceeded',
-  'ParallelStateFailed',
-  'ParallelStateAborted',
-]);
 
 /** The error and cause of a failure event, whichever kind it is. */
 function failureOf(event: HistoryEvent): { error?: string; cause?: string } | undefined {

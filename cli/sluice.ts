@@ -16,7 +16,6 @@ import { fileURLToPath } from 'node:url';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { SluiceError } from '../functions/errors.ts';
 import { getPipeline, loadPipelines, type Pipeline } from '../functions/pipeline/definition.ts';
-import { redriveExecutionName, redriveInput } from '../functions/run/redrive.ts';
 import { startDev } from '../runtime/dev.ts';
 import { localFiles } from '../runtime/environment.ts';
 import { newExecutionName, toRunDetail, toRunRow } from '../runtime/executions.ts';
@@ -29,9 +28,11 @@ import {
   isReadOnlyStatement,
   listExecutions,
   QueryFailedError,
+  RedriveRefusedError,
   readExecution,
   runQuery,
   startExecution,
+  startRedrive,
   waitForExecution,
 } from './client.ts';
 import { COST_HELP, cost } from './cost.ts';
@@ -41,7 +42,7 @@ import { Progress, watchRun } from './progress.ts';
 import { DEFAULT_STACK, isTarget, LOCALSTACK_ENDPOINT, RemoteRunError, TARGETS } from './remote.ts';
 import { report, reportHelp } from './report.ts';
 import { openTarget, type TargetSession } from './target.ts';
-import { type CommandTools, portOption, ui, uiHelp } from './ui.ts';
+import { type CommandTools, portOption, TARGET_OPTIONS, ui, uiHelp } from './ui.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -166,13 +167,8 @@ ${TARGET_HELP}`,
   logs: logsHelp(TARGET_HELP),
 };
 
-const COMMON = {
-  dir: { type: 'string' },
-  pipelines: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-  target: { type: 'string', default: 'local' },
-  stack: { type: 'string' },
-} as const;
+/** The options every command takes (cli/ui.ts keeps them, for the commands in their own files). */
+const COMMON = TARGET_OPTIONS;
 
 function parse<O extends ParseArgsOptionsConfig>(args: string[], options: O) {
   try {
@@ -434,8 +430,6 @@ async function query(args: string[]): Promise<number> {
   });
 }
 
-const REDRIVABLE = new Set(['FAILED', 'ABORTED', 'TIMED_OUT']);
-
 async function redrive(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {} as const);
   if (values.help) return help('redrive');
@@ -444,34 +438,15 @@ async function redrive(args: string[]): Promise<number> {
   noExtra(extra, 'sluice redrive <run>');
   if (!/^[A-Za-z0-9_-]{1,80}$/.test(id)) throw new CliError(`"${id}" is not a run id; "sluice runs" lists the runs`);
   return withTarget(values, async (session) => {
-    let failed: Awaited<ReturnType<typeof readExecution>>;
+    let started: Awaited<ReturnType<typeof startRedrive>>;
     try {
-      failed = await readExecution(session, executionArnOf(session.names.stateMachineArn, id));
+      started = await startRedrive(session, id);
     } catch (error) {
-      if (/ExecutionDoesNotExist/.test((error as Error).message)) {
-        throw new CliError(`no run named "${id}" on ${session.where}; "sluice runs" lists the runs`);
-      }
+      if (error instanceof RedriveRefusedError) throw new CliError(error.message);
       throw error;
     }
-    if (!REDRIVABLE.has(failed.status)) {
-      throw new CliError(
-        `run ${id} is ${failed.status}: only a run that FAILED, was ABORTED or TIMED_OUT can be redriven`,
-      );
-    }
-    const input = redriveInput(failed.input, id);
-    for (let attempt = 1; attempt <= 99; attempt++) {
-      const name = redriveExecutionName(id, attempt);
-      let executionArn: string;
-      try {
-        executionArn = await startExecution(session, input, name);
-      } catch (error) {
-        if (/ExecutionAlreadyExists/.test((error as Error).message)) continue;
-        throw error;
-      }
-      log(`redriving ${id} as ${name}`);
-      return finished(session, executionArn);
-    }
-    throw new CliError(`run ${id} has been redriven 99 times already; start a new run instead`);
+    log(`redriving ${id} as ${started.name}`);
+    return finished(session, started.executionArn);
   });
 }
 

@@ -31,8 +31,8 @@ export interface CommandTools {
   readonly pipelines: (dir?: string) => ReadonlyMap<string, Pipeline>;
 }
 
-/** The options every target command takes (cli/sluice.ts COMMON). */
-const TARGET_OPTIONS = {
+/** The options every command takes (cli/sluice.ts uses them too). */
+export const TARGET_OPTIONS = {
   dir: { type: 'string' },
   pipelines: { type: 'string' },
   help: { type: 'boolean', short: 'h' },

@@ -5,10 +5,9 @@
  * their ids; the run list shows them as they go.
  */
 
-import { executionArnOf, executionNameOf, readExecution, startExecution } from '../cli/client.ts';
+import { executionNameOf, RedriveRefusedError, startExecution, startRedrive } from '../cli/client.ts';
 import type { Pipeline } from '../functions/pipeline/definition.ts';
-import { redriveExecutionName, redriveInput } from '../functions/run/redrive.ts';
-import { newExecutionName, REDRIVABLE_STATUSES } from '../runtime/executions.ts';
+import { newExecutionName } from '../runtime/executions.ts';
 import { RUN_ID, UiRequestError, type UiSource } from './data.ts';
 
 function pipelineOf(source: UiSource, name: unknown): Pipeline {
@@ -32,31 +31,14 @@ export async function startScheduled(source: UiSource, name: unknown): Promise<{
 /** Continues a failed run as `sluice redrive` does: the next free `<run>-redrive-<n>`. */
 export async function redrive(source: UiSource, id: unknown): Promise<{ runs: string[] }> {
   if (typeof id !== 'string' || !RUN_ID.test(id)) throw new UiRequestError(`"${String(id)}" is not a run id`);
-  const { session } = source;
-  let failed: Awaited<ReturnType<typeof readExecution>>;
   try {
-    failed = await readExecution(session, executionArnOf(session.names.stateMachineArn, id));
+    return { runs: [(await startRedrive(source.session, id)).name] };
   } catch (error) {
-    if (/ExecutionDoesNotExist/.test((error as Error).message)) throw new UiRequestError(`no run named "${id}"`, 404);
+    if (error instanceof RedriveRefusedError) {
+      throw new UiRequestError(error.message, error.reason === 'unknown' ? 404 : 400);
+    }
     throw error;
   }
-  if (!REDRIVABLE_STATUSES.includes(failed.status)) {
-    throw new UiRequestError(
-      `run ${id} is ${failed.status}: only a run that FAILED, was ABORTED or TIMED_OUT can be redriven`,
-    );
-  }
-  const input = redriveInput(failed.input, id);
-  for (let attempt = 1; attempt <= 99; attempt++) {
-    const name = redriveExecutionName(id, attempt);
-    try {
-      await startExecution(session, input, name);
-      return { runs: [name] };
-    } catch (error) {
-      if (/ExecutionAlreadyExists/.test((error as Error).message)) continue;
-      throw error;
-    }
-  }
-  throw new UiRequestError(`run ${id} has been redriven 99 times already; start a new run instead`);
 }
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
