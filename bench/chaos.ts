@@ -13,7 +13,7 @@
  * current versions' rejects, and daily_traffic. It prints the figures, appends them to
  * docs/reliability.md (unless --no-record), and exits 1 unless the tables are exact.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import {
   appendFileSync,
   closeSync,
@@ -60,6 +60,7 @@ import {
   rowText,
   type TrafficRow,
 } from './chaos-model.ts';
+import { commit } from './report.ts';
 
 const REPO_ROOT = resolve(import.meta.dirname, '..');
 const PIPELINE = 'access-logs';
@@ -372,16 +373,6 @@ interface Written {
   readonly rejectedLines: readonly number[];
 }
 
-function gitCommit(): string {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${head} with uncommitted changes` : head;
-  } catch {
-    return 'unknown';
-  }
-}
-
 /** The pipeline file with `onDelete: remove` (the repository's keeps rows of deleted objects). */
 function setOnDelete(text: string): string {
   if (/^onDelete:/m.test(text)) return text.replace(/^onDelete:.*$/m, 'onDelete: remove');
@@ -624,7 +615,7 @@ async function main(args: readonly string[]): Promise<number> {
         '',
         `- command: \`${options.command}\` (seed ${options.seed})`,
         `- machine: ${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${platform()} ${release()}, Node ${process.version}`,
-        `- commit: ${gitCommit()}`,
+        `- commit: ${commit()}`,
         `- faults: ${options.faults || 'none'}; chunk size ${CHUNK_SIZE}`,
         ...figures.map((line) => `- ${line}`),
         '',

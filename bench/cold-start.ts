@@ -8,7 +8,6 @@
  * reads the row, writes its Parquet. Timed from the spawn to the handler's answer; target <= 500 ms.
  * Prints the bundle's size and the size of what the zip holds besides (the DuckDB packages).
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,7 +18,7 @@ import { loadPipelines, type Pipeline } from '../functions/pipeline/definition.t
 import { splitIntoChunks } from '../functions/planning/planner.ts';
 import { localS3Client } from '../runtime/s3-client.ts';
 import { LOCAL_BUCKETS, startS3Server } from '../runtime/s3-server.ts';
-import { benchDir, median, report, root, spread } from './report.ts';
+import { benchDir, median, report, root, runNode, spread } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -57,26 +56,13 @@ interface Sample {
   readonly call: number;
 }
 
-function fresh(env: NodeJS.ProcessEnv): Promise<Sample> {
+async function fresh(env: NodeJS.ProcessEnv): Promise<Sample> {
   const started = performance.now();
-  const child = spawn(process.execPath, [join(dir, 'driver.mjs')], { cwd: dir, env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b: Buffer) => {
-    stdout += b.toString();
-  });
-  child.stderr.on('data', (b: Buffer) => {
-    stderr += b.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.on('close', (code) => {
-      const total = performance.now() - started;
-      const line = stdout.trim().split('\n').at(-1) ?? '';
-      if (code !== 0 || !line.startsWith('{'))
-        return reject(new Error(`the fresh worker failed (${code}):\n${stderr}`));
-      resolve({ total, ...(JSON.parse(line) as Omit<Sample, 'total'>) });
-    });
-  });
+  const { code, stdout, stderr } = await runNode([join(dir, 'driver.mjs')], { cwd: dir, env });
+  const total = performance.now() - started;
+  const line = stdout.trim().split('\n').at(-1) ?? '';
+  if (code !== 0 || !line.startsWith('{')) throw new Error(`the fresh worker failed (${code}):\n${stderr}`);
+  return { total, ...(JSON.parse(line) as Omit<Sample, 'total'>) };
 }
 
 async function main(): Promise<void> {

@@ -4,7 +4,7 @@
  * its summary as the last block of its output (after a blank line), which `bench/run-all.ts`
  * collects into one entry.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type SpawnOptions, spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -64,3 +64,20 @@ export const entry = (name: string, lines: readonly string[], note?: string): st
   `\n## ${name}, ${new Date().toISOString().slice(0, 16)}Z, commit ${commit()}\n\nMachine: ${machine()}\n\n${lines
     .map((l) => `- ${l}`)
     .join('\n')}\n${note ? `\n${note}\n` : ''}`;
+
+/** Runs Node (this one) with `args` in a child process and resolves with its exit code and output. */
+export function runNode(
+  args: readonly string[],
+  options: SpawnOptions = {},
+): Promise<{ readonly code: number | null; readonly stdout: string; readonly stderr: string }> {
+  const child = spawn(process.execPath, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    stdout += b.toString();
+  });
+  child.stderr?.on('data', (b: Buffer) => {
+    stderr += b.toString();
+  });
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}

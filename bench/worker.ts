@@ -12,7 +12,7 @@
  * has one vCPU). Prints MB/s, medians, ratios and the worker's peak RSS, and appends
  * the result to docs/benchmarks.md.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { appendFileSync, createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -28,6 +28,7 @@ import { processChunk } from '../functions/worker/worker.ts';
 import { localS3Client } from '../runtime/s3-client.ts';
 import { startS3Server } from '../runtime/s3-server.ts';
 import { uploadFile } from '../runtime/upload.ts';
+import { runNode } from './report.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -109,20 +110,11 @@ async function runCase(name: string): Promise<Measurement> {
   return { seconds, rows, maxRssMb: usage.maxRSS / 1024, cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6 };
 }
 
-function runChild(name: string, file: string, env: NodeJS.ProcessEnv): Promise<string> {
+async function runChild(name: string, file: string, env: NodeJS.ProcessEnv): Promise<string> {
   const args = [import.meta.filename, '--case', name, '--file', file, '--threads', values.threads as string];
-  const child = spawn(process.execPath, [...args, '--chunk-size', values['chunk-size'] as string], { env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b: Buffer) => {
-    stdout += b.toString();
-  });
-  child.stderr.on('data', (b: Buffer) => {
-    stderr += b.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`case ${name} failed:\n${stderr}`))));
-  });
+  const { code, stdout, stderr } = await runNode([...args, '--chunk-size', values['chunk-size'] as string], { env });
+  if (code !== 0) throw new Error(`case ${name} failed:\n${stderr}`);
+  return stdout;
 }
 
 const median = (xs: number[]) => {

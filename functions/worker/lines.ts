@@ -126,8 +126,8 @@ export class LineSplitter {
         input = input.subarray(nl + 1);
       }
     }
-    let buf = this.pending.length > 0 ? Buffer.concat([this.pending, input]) : input;
-    let at = this.pendingAt;
+    const buf = this.pending.length > 0 ? Buffer.concat([this.pending, input]) : input;
+    const at = this.pendingAt;
     let pos = 0;
     if (this.skipping) {
       const nl = buf.indexOf(NL);
@@ -160,19 +160,7 @@ export class LineSplitter {
       this.emit(at + pos, buf, pos, nl);
       pos = nl + 1;
     }
-    buf = buf.subarray(pos);
-    at += pos;
-    if (buf.length > this.maxLineBytes) {
-      if (!this.onLong) {
-        throw new InputError(`${this.where}: the line at byte ${at} is longer than ${this.maxLineBytes} bytes`);
-      }
-      this.long = { offset: at, length: buf.length, head: Buffer.from(buf.subarray(0, this.keepBytes)) };
-      this.pending = Buffer.alloc(0);
-      this.pendingAt = at + buf.length;
-      return true;
-    }
-    this.pending = Buffer.from(buf);
-    this.pendingAt = at;
+    this.hold(buf.subarray(pos), at + pos, 'line');
     return true;
   }
 
@@ -194,8 +182,8 @@ export class LineSplitter {
    */
   private pushRecords(chunk: Buffer): boolean {
     if (chunk.length > 0) this.tailNl = chunk[chunk.length - 1] === NL;
-    let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
-    let at = this.pendingAt;
+    const buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    const at = this.pendingAt;
     let pos = 0;
     let scan = this.pending.length > 0 ? this.scanned : 0;
     if (this.skipping) {
@@ -228,21 +216,29 @@ export class LineSplitter {
       this.emit(at + pos, buf, pos, nl);
       pos = scan = nl + 1;
     }
-    buf = buf.subarray(pos);
-    at += pos;
-    if (buf.length > this.maxLineBytes) {
-      if (!this.onLong) {
-        throw new InputError(`${this.where}: the record at byte ${at} is longer than ${this.maxLineBytes} bytes`);
-      }
-      this.long = { offset: at, length: buf.length, head: Buffer.from(buf.subarray(0, this.keepBytes)) };
-      this.pending = Buffer.alloc(0);
-      this.pendingAt = at + buf.length;
-      return true;
-    }
-    this.pending = Buffer.from(buf);
-    this.pendingAt = at;
-    this.scanned = buf.length;
+    const rest = buf.subarray(pos);
+    this.hold(rest, at + pos, 'record');
+    // What is pending was scanned to its end (nothing is pending after a long record).
+    this.scanned = rest.length;
     return true;
+  }
+
+  /**
+   * Keeps the start of the line (or record) that the pushed bytes left open, for the next push;
+   * one longer than the limit is counted instead (`long`), or refused without `onLong`.
+   */
+  private hold(rest: Buffer, at: number, what: 'line' | 'record'): void {
+    if (rest.length > this.maxLineBytes) {
+      if (!this.onLong) {
+        throw new InputError(`${this.where}: the ${what} at byte ${at} is longer than ${this.maxLineBytes} bytes`);
+      }
+      this.long = { offset: at, length: rest.length, head: Buffer.from(rest.subarray(0, this.keepBytes)) };
+      this.pending = Buffer.alloc(0);
+      this.pendingAt = at + rest.length;
+      return;
+    }
+    this.pending = Buffer.from(rest);
+    this.pendingAt = at;
   }
 
   /**
