@@ -27,6 +27,7 @@ import {
   type IMetric,
   MathExpression,
   Metric,
+  type MetricOptions,
   TextWidget,
   TreatMissingData,
 } from 'aws-cdk-lib/aws-cloudwatch';
@@ -179,6 +180,15 @@ export class Monitoring extends Construct {
         height: 2,
       }),
     );
+    /** A duration's average, p90 and maximum over the dashboard's period. */
+    const averageP90Max = (metric: (options: MetricOptions) => IMetric) =>
+      (
+        [
+          ['Average', 'average'],
+          ['p90', 'p90'],
+          ['Maximum', 'max'],
+        ] as const
+      ).map(([statistic, label]) => metric({ period, statistic, label }));
     this.dashboard.addWidgets(
       new GraphWidget({
         title: 'Executions',
@@ -194,11 +204,7 @@ export class Monitoring extends Construct {
       }),
       new GraphWidget({
         title: 'Run duration (ms)',
-        left: [
-          stateMachine.metricTime({ period, statistic: 'Average', label: 'average' }),
-          stateMachine.metricTime({ period, statistic: 'p90', label: 'p90' }),
-          stateMachine.metricTime({ period, statistic: 'Maximum', label: 'max' }),
-        ],
+        left: averageP90Max((o) => stateMachine.metricTime(o)),
         width,
         height,
       }),
@@ -230,11 +236,7 @@ export class Monitoring extends Construct {
       }),
       new GraphWidget({
         title: 'Worker duration (ms)',
-        left: [
-          worker.metricDuration({ period, statistic: 'Average', label: 'average' }),
-          worker.metricDuration({ period, statistic: 'p90', label: 'p90' }),
-          worker.metricDuration({ period, statistic: 'Maximum', label: 'max' }),
-        ],
+        left: averageP90Max((o) => worker.metricDuration(o)),
         width,
         height,
       }),
