@@ -5,27 +5,25 @@
  * is a fake handler that can wait, fail or echo.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
   DescribeExecutionCommand,
-  type DescribeExecutionCommandOutput,
   DescribeStateMachineCommand,
   ExecutionAlreadyExists,
   ExecutionDoesNotExist,
   ListExecutionsCommand,
   ListStateMachinesCommand,
   SendTaskSuccessCommand,
-  SFNClient,
+  type SFNClient,
   StartExecutionCommand,
   StopExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLocalRuntime, type LocalRuntime } from '../../runtime/local-runtime.ts';
-import { type S3Server, startS3Server } from '../../runtime/s3-server.ts';
-import { executionArn, STATE_MACHINE_ARN, stepFunctionsApi } from '../../runtime/sfn-api.ts';
-import { tempDir } from '../support/temp.ts';
+import type { LocalRuntime } from '../../runtime/local-runtime.ts';
+import type { S3Server } from '../../runtime/s3-server.ts';
+import { executionArn, STATE_MACHINE_ARN } from '../../runtime/sfn-api.ts';
+import { startTestSfnApi, type TestSfnApi, waitForEnd as waitForEndOf } from './helpers.ts';
 
 const run = promisify(execFile);
 
@@ -62,40 +60,16 @@ let server: S3Server;
 let runtime: LocalRuntime;
 let sfn: SFNClient;
 
+let api: TestSfnApi;
+
 beforeAll(async () => {
-  root = tempDir('sfn-api-');
-  const repoRoot = join(root, 'repo');
-  mkdirSync(join(repoRoot, 'state-machines'), { recursive: true });
-  mkdirSync(join(repoRoot, 'functions', 'handlers'), { recursive: true });
-  mkdirSync(join(repoRoot, 'pipelines'), { recursive: true });
-  writeFileSync(join(repoRoot, 'state-machines', 'pipeline.asl.json'), JSON.stringify(ASL, null, 2));
-  writeFileSync(join(repoRoot, 'functions', 'handlers', 'plan.ts'), HANDLER);
-  const dir = join(root, '.sluice');
-  server = await startS3Server({ dir, port: 0, awsApis: () => ({ AWSStepFunctions: stepFunctionsApi(runtime) }) });
-  runtime = createLocalRuntime({ dir, repoRoot, endpoint: server.endpoint });
-  sfn = new SFNClient({
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'any', secretAccessKey: 'any' },
-  });
+  api = await startTestSfnApi('sfn-api-', ASL, { 'plan.ts': HANDLER });
+  ({ root, server, runtime, sfn } = api);
 });
 
-afterAll(async () => {
-  sfn?.destroy();
-  await runtime?.stop();
-  await server?.close();
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => api?.close());
 
-/** DescribeExecution until the execution is no longer RUNNING. */
-async function waitForEnd(arn: string): Promise<DescribeExecutionCommandOutput> {
-  for (let i = 0; i < 200; i++) {
-    const out = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
-    if (out.status !== 'RUNNING') return out;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`${arn} is still RUNNING`);
-}
+const waitForEnd = (arn: string) => waitForEndOf(sfn, arn, 200);
 
 const start = (name: string | undefined, input: unknown) =>
   sfn.send(new StartExecutionCommand({ stateMachineArn: STATE_MACHINE_ARN, name, input: JSON.stringify(input) }));

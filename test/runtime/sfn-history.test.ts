@@ -6,27 +6,25 @@
  * fixed and redriven.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
   DescribeExecutionCommand,
-  type DescribeExecutionCommandOutput,
   DescribeMapRunCommand,
   GetExecutionHistoryCommand,
   type HistoryEvent,
   ListExecutionsCommand,
   ListMapRunsCommand,
   RedriveExecutionCommand,
-  SFNClient,
+  type SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLocalRuntime, type LocalRuntime } from '../../runtime/local-runtime.ts';
-import { type S3Server, startS3Server } from '../../runtime/s3-server.ts';
-import { executionArn, STATE_MACHINE_ARN, stepFunctionsApi } from '../../runtime/sfn-api.ts';
+import type { S3Server } from '../../runtime/s3-server.ts';
+import { executionArn, STATE_MACHINE_ARN } from '../../runtime/sfn-api.ts';
 import { execute } from '../../runtime/state-machine.ts';
-import { tempDir } from '../support/temp.ts';
+import { startTestSfnApi, type TestSfnApi, waitForEnd as waitForEndOf } from './helpers.ts';
 
 const run = promisify(execFile);
 
@@ -72,45 +70,20 @@ export const handler = async (event) => {
 
 let root: string;
 let server: S3Server;
-let runtime: LocalRuntime;
 let sfn: SFNClient;
 let flag: string;
 
+let api: TestSfnApi;
+
 beforeAll(async () => {
-  root = tempDir('sfn-history-');
-  const repoRoot = join(root, 'repo');
-  mkdirSync(join(repoRoot, 'state-machines'), { recursive: true });
-  mkdirSync(join(repoRoot, 'functions', 'handlers'), { recursive: true });
-  mkdirSync(join(repoRoot, 'pipelines'), { recursive: true });
-  writeFileSync(join(repoRoot, 'state-machines', 'pipeline.asl.json'), JSON.stringify(ASL, null, 2));
-  writeFileSync(join(repoRoot, 'functions', 'handlers', 'work.ts'), WORK);
-  writeFileSync(join(repoRoot, 'functions', 'handlers', 'finish.ts'), FINISH);
+  api = await startTestSfnApi('sfn-history-', ASL, { 'work.ts': WORK, 'finish.ts': FINISH });
+  ({ root, server, sfn } = api);
   flag = join(root, 'broken');
-  const dir = join(root, '.sluice');
-  server = await startS3Server({ dir, port: 0, awsApis: () => ({ AWSStepFunctions: stepFunctionsApi(runtime) }) });
-  runtime = createLocalRuntime({ dir, repoRoot, endpoint: server.endpoint });
-  sfn = new SFNClient({
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'any', secretAccessKey: 'any' },
-  });
 });
 
-afterAll(async () => {
-  sfn?.destroy();
-  await runtime?.stop();
-  await server?.close();
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => api?.close());
 
-async function waitForEnd(arn: string): Promise<DescribeExecutionCommandOutput> {
-  for (let i = 0; i < 400; i++) {
-    const out = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
-    if (out.status !== 'RUNNING') return out;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`${arn} is still RUNNING`);
-}
+const waitForEnd = (arn: string) => waitForEndOf(sfn, arn, 400);
 
 const items = [{ n: 1 }, { n: 2 }, { n: 3 }];
 
