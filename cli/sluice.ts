@@ -247,7 +247,7 @@ async function dev(args: string[]): Promise<number> {
   // The UI beside the runtime, through the runtime's own S3, Step Functions and Athena APIs.
   // A UI that cannot start (its port taken by another sluice dev) leaves the runtime running.
   const session = await openTarget({ target: 'local', ...paths(values.dir, values.pipelines), startLocal: false });
-  await startUiServer({ session, pipelines: pipelines(values.pipelines) }, uiPort).then(
+  await startUiServer({ session, pipelines: pipelines(values.pipelines) }, uiPort, '--ui-port').then(
     (server) => log(`UI at ${server.url}`),
     (error: unknown) => log(`the UI did not start: ${(error as Error).message}`),
   );

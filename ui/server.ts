@@ -168,8 +168,15 @@ async function handle(source: UiSource, req: IncomingMessage, res: ServerRespons
   send(res, 404, { error: `nothing at ${url.pathname}` });
 }
 
-/** Serves the UI for `source` on 127.0.0.1:`port` (0 picks a free port). */
-export async function startUiServer(source: UiSource, port: number = DEFAULT_UI_PORT): Promise<UiServer> {
+/**
+ * Serves the UI for `source` on 127.0.0.1:`port` (0 picks a free port). A port in use is an error
+ * naming `portOption`, the command-line option that chooses another.
+ */
+export async function startUiServer(
+  source: UiSource,
+  port: number = DEFAULT_UI_PORT,
+  portOption = '--port',
+): Promise<UiServer> {
   const server: Server = createServer((req, res) => {
     handle(source, req, res).catch((error: unknown) => {
       if (!res.headersSent) send(res, 500, { error: messageOf(error) });
@@ -180,7 +187,9 @@ export async function startUiServer(source: UiSource, port: number = DEFAULT_UI_
     server.once('error', (error: NodeJS.ErrnoException) =>
       reject(
         error.code === 'EADDRINUSE'
-          ? new UiRequestError(`port ${port} is in use; choose another with --ui-port (0 picks a free one)`)
+          ? new UiRequestError(
+              `port ${port} is in use (a running "sluice dev" serves the UI on 4578); choose another with ${portOption} (0 picks a free one)`,
+            )
           : error,
       ),
     );
