@@ -21,6 +21,13 @@ export class InputError extends SluiceError {
 }
 
 /**
+ * An input object is not the pipeline's format as a whole (its header does not fit, or it
+ * is not compressed as its name says): a run refuses it and marks that version refused, so
+ * that scheduled runs skip it until it changes. An InputError by name for the state machine.
+ */
+export class RefusedInputError extends InputError {}
+
+/**
  * An object the run planned no longer exists (deleted mid-run). An InputError by name: the
  * state machine treats it like any unreadable input; the class lets a reader tell "missing" apart.
  */

@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { NotLoaded } from '../contracts.ts';
+import { InputError } from '../errors.ts';
 import { mapLimit, S3_PARALLELISM } from '../storage/concurrency.ts';
 import { layout } from '../storage/layout.ts';
 import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
@@ -179,6 +180,20 @@ export async function markLoaded(
   const stale = [...loaded.markersOf(ofInputs, new Set(names)), ...refused.markersOf(ofInputs)];
   if (stale.length > 0) await store.deleteKeys(bucket, stale);
   return { written: inputs.length, deleted: stale.length };
+}
+
+/** The error that fails a run over refused objects: the first one's message, and how many others (ten named). */
+export function refusalError(errors: readonly InputError[], refused: readonly RefusedEntry[]): InputError {
+  const [first] = errors;
+  if (!first) throw new Error('refusalError needs at least one refused object');
+  if (errors.length === 1) return first;
+  return new InputError(
+    `${first.message} (and ${errors.length - 1} more refused objects: ${refused
+      .slice(1, 11)
+      .map((r) => r.key)
+      .join(', ')}${errors.length > 11 ? ', ...' : ''})`,
+    { cause: first },
+  );
 }
 
 /** Marks versions refused (scheduled runs skip them until they change). */

@@ -3,12 +3,18 @@
  * the pipeline's format, splits them into chunks, and writes the manifest that the
  * Distributed Map reads. It returns a small summary: the chunk list stays in S3.
  */
-import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Config } from '../config.ts';
-import type { Chunk, ChunkPart, Compression, PlanEvent, RunRecord, RunRequest, RunState } from '../contracts.ts';
+import type { Chunk, ChunkPart, PlanEvent, RunRecord, RunRequest, RunState } from '../contracts.ts';
 import { InputError, RequestError } from '../errors.ts';
 import { formatOf } from '../formats/index.ts';
-import { allLoadedEntries, keyHash, markRefused, type RefusedEntry, readLedger } from '../ledger/ledger.ts';
+import {
+  allLoadedEntries,
+  keyHash,
+  markRefused,
+  type RefusedEntry,
+  readLedger,
+  refusalError,
+} from '../ledger/ledger.ts';
 import { readAppliedTables } from '../pipeline/applied-tables.ts';
 import { matchesInput, type Pipeline } from '../pipeline/definition.ts';
 import { needsSetup, setupStatementsFor } from '../pipeline/evolution.ts';
@@ -16,7 +22,7 @@ import { setupHash } from '../pipeline/sql.ts';
 import { mapLimit, S3_PARALLELISM } from '../storage/concurrency.ts';
 import { assertRunId, layout } from '../storage/layout.ts';
 import type { ObjectInfo, ObjectStore } from '../storage/object-store.ts';
-import { checkMagic, compressionOf, invalidCompressed } from '../worker/compression.ts';
+import { compressionOf } from '../worker/compression.ts';
 
 export interface PlannerDeps {
   readonly store: ObjectStore;
@@ -27,10 +33,8 @@ export interface PlannerDeps {
 /** Objects planned for a run, kept beside the manifest for Finish to mark loaded. */
 export type RunInputs = readonly ObjectInfo[];
 
-/** How much of an object the planner reads to check its header (compressed bytes, for a compressed one). */
+/** How much of an object cut into ranges the planner reads for its header. */
 const HEADER_PROBE_BYTES = 64 * 1024;
-/** How much it reads of a compressed object without a header: its codec's magic number. */
-const MAGIC_PROBE_BYTES = 8;
 
 export function validateRequest(event: PlanEvent, pipelines: ReadonlyMap<string, Pipeline>): RunRequest {
   const request = event?.request as Partial<RunRequest> | undefined;
@@ -182,43 +186,6 @@ async function notYetLoaded(
   });
 }
 
-/**
- * Decompresses the first bytes of a gzip or zstd object, as far as they go: enough for
- * its first line. A prefix ends mid-stream, so "unexpected end of file" is expected then.
- */
-async function inflatePrefix(
-  prefix: Buffer,
-  compression: Exclude<Compression, 'none'>,
-  whole: boolean,
-  where: string,
-): Promise<Buffer> {
-  const codec = compression === 'gzip' ? createGunzip() : createZstdDecompress();
-  const out: Buffer[] = [];
-  let total = 0;
-  return new Promise<Buffer>((resolve, reject) => {
-    const done = (error?: Error) => {
-      codec.removeAllListeners();
-      codec.on('error', () => {});
-      codec.destroy();
-      const head = Buffer.concat(out);
-      const truncated = !whole && /unexpected end of file/i.test(error?.message ?? '');
-      if (error && !head.includes(0x0a) && !truncated) {
-        reject(invalidCompressed(where, compression, error));
-      } else {
-        resolve(head);
-      }
-    };
-    codec.on('data', (b: Buffer) => {
-      out.push(b);
-      total += b.length;
-      if (b.includes(0x0a) || total >= HEADER_PROBE_BYTES) done();
-    });
-    codec.on('error', done);
-    codec.on('end', () => done());
-    codec.end(prefix);
-  });
-}
-
 /** The first line of `head`, without its line ending. */
 function lineOf(head: Buffer): Buffer {
   const nl = head.indexOf(0x0a);
@@ -227,39 +194,40 @@ function lineOf(head: Buffer): Buffer {
 }
 
 /**
- * Checks an object before any worker starts, with ONE ranged GET of its first bytes (on
- * the planned version, `If-Match`): a compressed one must really be compressed, and a
- * file with a header must have the pipeline's columns. Returns the header's columns
- * (undefined when the format has no header).
+ * Reads the header of an object the planner cuts into byte ranges, with ONE ranged GET of its
+ * first bytes (on the planned version, `If-Match`): the ranges after the first start without
+ * it, so their chunks carry its columns. Objects read whole are checked by the worker as it
+ * reads them (header, compression): no request per object here, which is what lets a run
+ * plan 100,000 small objects in seconds. Returns the header's columns, undefined without one.
  */
 async function inspect(o: ObjectInfo, p: Pipeline, deps: PlannerDeps): Promise<readonly string[] | undefined> {
-  if (o.size === 0) return undefined;
   const where = `s3://${deps.config.inputBucket}/${o.key}`;
-  const compression = compressionOf(o.key);
-  const format = formatOf(p);
-  const { hasHeader } = format;
-  if (compression === 'none' && !hasHeader) return undefined;
-  const length = Math.min(o.size, hasHeader ? HEADER_PROBE_BYTES : MAGIC_PROBE_BYTES);
-  const probe = await deps.store.getBytes(deps.config.inputBucket, o.key, 0, length, o.version);
-  checkMagic(compression, probe, where);
-  if (!hasHeader) return undefined;
-  const head = compression === 'none' ? probe : await inflatePrefix(probe, compression, length >= o.size, where);
+  const length = Math.min(o.size, HEADER_PROBE_BYTES);
+  const head = await deps.store.getBytes(deps.config.inputBucket, o.key, 0, length, o.version);
   const line = lineOf(head);
-  return line.length > 0 ? format.columns(line, where) : undefined;
+  return line.length > 0 ? formatOf(p).columns(line, where) : undefined;
 }
 
+/** Whether the planner cuts the object into byte ranges (see {@link splitIntoChunks}). */
+const isCut = (o: ObjectInfo, p: Pipeline, chunkSize: number) =>
+  o.size > chunkSize && formatOf(p).splittable(compressionOf(o.key));
+
 /**
- * Inspects every object (bounded parallelism). Every refused object gets a refused
- * marker, then the run fails naming the first (and how many others).
+ * Inspects the objects cut into ranges whose format has a header (bounded parallelism).
+ * Every refused object gets a refused marker, then the run fails naming the first (and how
+ * many others).
  */
 async function inspectAll(
   objects: readonly ObjectInfo[],
   p: Pipeline,
   deps: PlannerDeps,
   runId: string,
+  chunkSize: number,
 ): Promise<PlannedObject[]> {
   type Outcome = { readonly planned: PlannedObject } | { readonly refused: InputError };
+  const inspected = formatOf(p).hasHeader;
   const outcomes = await mapLimit(objects, S3_PARALLELISM, async (o): Promise<Outcome> => {
+    if (!inspected || !isCut(o, p, chunkSize)) return { planned: o };
     try {
       const columns = await inspect(o, p, deps);
       return { planned: columns ? { ...o, columns } : o };
@@ -280,17 +248,9 @@ async function inspectAll(
     refused.push({ key: o.key, version: o.version, runId, reason: outcome.refused.message });
     errors.push(outcome.refused);
   }
-  const [first] = errors;
-  if (first) {
+  if (errors.length > 0) {
     await markRefused(deps.store, deps.config.workingBucket, p.name, refused);
-    if (errors.length === 1) throw first;
-    throw new InputError(
-      `${first.message} (and ${errors.length - 1} more refused objects: ${refused
-        .slice(1, 11)
-        .map((r) => r.key)
-        .join(', ')}${errors.length > 11 ? ', ...' : ''})`,
-      { cause: first },
-    );
+    throw refusalError(errors, refused);
   }
   return planned;
 }
@@ -417,8 +377,8 @@ export async function plan(event: PlanEvent, deps: PlannerDeps): Promise<RunStat
   // A reload plans versions that are loaded: that is its point.
   const reload = request.trigger === 'backfill' && request.reload === true;
   const inputs = reload ? candidates : await notYetLoaded(candidates, p, deps, request.trigger === 'schedule');
-  const planned = await inspectAll(inputs, p, deps, runId);
   const chunkSize = config.chunkSizeOverride ?? p.processing.chunkSize;
+  const planned = await inspectAll(inputs, p, deps, runId, chunkSize);
   const chunks = splitIntoChunks(planned, p, chunkSize, runId);
   const manifest = { bucket: config.workingBucket, key: layout.manifest(p.name, runId) };
   // CREATE TABLE IF NOT EXISTS does nothing to an existing table: columns appended to the definition

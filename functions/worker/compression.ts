@@ -8,7 +8,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Compression } from '../contracts.ts';
-import { InputError } from '../errors.ts';
+import { InputError, RefusedInputError } from '../errors.ts';
 import { plainText } from '../run/failure-message.ts';
 
 const MAGIC: Record<Exclude<Compression, 'none'>, Buffer> = {
@@ -29,7 +29,7 @@ export function checkMagic(compression: Compression, head: Buffer, where: string
   const magic = MAGIC[compression];
   if (!head.subarray(0, magic.length).equals(magic)) {
     const suffix = compression === 'gzip' ? '.gz' : '.zst';
-    throw new InputError(
+    throw new RefusedInputError(
       `${where} is named as ${compression} but its content is not ${compression}-compressed; ` +
         `compress it with ${compression}, or name it without ${suffix}, and upload it again`,
     );

@@ -1,4 +1,4 @@
-import { InputError } from '../errors.ts';
+import { RefusedInputError } from '../errors.ts';
 import type { Pipeline } from '../pipeline/definition.ts';
 import { MAX_EXCERPT_CHARS, plainText } from '../run/failure-message.ts';
 import { splitCsvRecord, stripBom } from './lines.ts';
@@ -34,7 +34,7 @@ export function checkHeader(p: Pipeline, firstLine: Buffer, where: string): stri
   const shown = text.length > 200 ? `${text.slice(0, 200)}...` : text;
   // JSON.stringify below escapes control characters in the excerpt.
   const hint = extraIsError ? ' (set input.extraColumns: ignore to skip unknown columns)' : '';
-  throw new InputError(
+  throw new RefusedInputError(
     `${where} is not a ${p.input.format.toUpperCase()} file of pipeline ${p.name}: ` +
       `line 1 should be the header "${expectedHeader(p)}" but is ${JSON.stringify(shown)} (${details.join('; ')})${hint}`,
   );

@@ -4,14 +4,15 @@
  * every rejected row, with its reason, to the run's rejects. Nothing is dropped:
  * rows read = rows staged + rows rejected, or the chunk fails.
  */
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import type { Config } from '../config.ts';
 import type { Chunk, ChunkPart, ChunkResult, ChunkSummary, PartResult } from '../contracts.ts';
-import { InputError, VerifyError } from '../errors.ts';
+import { RefusedInputError, VerifyError } from '../errors.ts';
 import { formatOf, type Rows } from '../formats/index.ts';
+import { markRefused, refusalError } from '../ledger/ledger.ts';
 import { type Column, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
 import { duckType } from '../pipeline/duck-types.ts';
 import { literal } from '../pipeline/sql.ts';
@@ -216,21 +217,47 @@ interface EarlyReject {
   readonly head: string;
 }
 
+/** The lines of a chunk with the same columns in the same order (one header's), spooled to one file. */
 interface Spool {
   readonly file: string;
+  /** The columns of its lines, in file order. */
+  readonly columns: readonly string[];
   rowsRead: number;
-  readonly parts: PartResult[];
   readonly early: EarlyReject[];
   /** Where each spooled line is in the file, for the second look at the few that need one. */
   readonly index: SpoolIndex;
+}
+
+/** A chunk spooled: one spool per column order (one, unless whole objects packed together have different headers). */
+interface Spooled {
+  readonly spools: readonly Spool[];
+  readonly parts: readonly PartResult[];
+  readonly rowsRead: number;
+}
+
+/** What parseAndStage leaves of one spool: its counts and days, its staged and rejected rows in its folder. */
+interface Staged {
+  readonly rowsStaged: number;
+  readonly rowsRejected: number;
+  readonly days: readonly string[];
+  readonly dir: string;
 }
 
 export async function processChunk(chunk: Chunk, deps: WorkerDeps): Promise<ChunkResult> {
   const { store, config, pipeline } = deps;
   const dir = await mkdtemp(join(config.tmpDir, `chunk-${chunk.index}-`));
   try {
-    const spool = await spoolChunk(chunk, deps, join(dir, 'rows.csv'));
-    const result = await withConnection(config.tmpDir, (c) => parseAndStage(c, chunk, pipeline, spool, dir));
+    const spooled = await spoolChunk(chunk, deps, dir);
+    const staged: Staged[] = [];
+    for (const [i, spool] of spooled.spools.entries()) {
+      const own = spooled.spools.length === 1 ? dir : join(dir, `columns-${i}`);
+      mkdirSync(own, { recursive: true });
+      // The spool's own column order: the lines of a header in another order are read by it.
+      const ofSpool: Chunk = { ...chunk, columns: spool.columns };
+      const books = await withConnection(config.tmpDir, (c) => parseAndStage(c, ofSpool, pipeline, spool, own));
+      staged.push({ ...books, dir: own });
+    }
+    const result = await combineStaged(staged, dir, config.tmpDir);
     const stagingKey = result.rowsStaged > 0 ? layout.staging(pipeline.name, chunk.runId, chunk.index) : null;
     const rejectsKey = result.rowsRejected > 0 ? layout.chunkRejects(pipeline.name, chunk.runId, chunk.index) : null;
     await Promise.all([
@@ -239,11 +266,11 @@ export async function processChunk(chunk: Chunk, deps: WorkerDeps): Promise<Chun
     ]);
     const chunkResult: ChunkResult = {
       index: chunk.index,
-      rowsRead: spool.rowsRead,
+      rowsRead: spooled.rowsRead,
       rowsStaged: result.rowsStaged,
       rowsRejected: result.rowsRejected,
       days: result.days,
-      parts: spool.parts,
+      parts: spooled.parts,
       stagingKey,
       rejectsKey,
     };
@@ -252,6 +279,39 @@ export async function processChunk(chunk: Chunk, deps: WorkerDeps): Promise<Chun
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The chunk's counts, days and files from those of its spools: with one spool (nearly always)
+ * its files are the chunk's; with several, their rows are copied into one staged and one
+ * rejects file, so that a chunk has one of each whatever headers its objects had.
+ */
+async function combineStaged(
+  staged: readonly Staged[],
+  dir: string,
+  tmpDir: string,
+): Promise<{ rowsStaged: number; rowsRejected: number; days: string[] }> {
+  const rowsStaged = staged.reduce((sum, s) => sum + s.rowsStaged, 0);
+  const rowsRejected = staged.reduce((sum, s) => sum + s.rowsRejected, 0);
+  const days = [...new Set(staged.flatMap((s) => s.days))].sort();
+  if (staged.length > 1) {
+    const files = (name: string, has: (s: Staged) => boolean) =>
+      `[${staged
+        .filter(has)
+        .map((s) => literal(join(s.dir, name)))
+        .join(', ')}]`;
+    await withConnection(tmpDir, async (c) => {
+      if (rowsStaged > 0) {
+        await c.run(`COPY (SELECT * FROM read_parquet(${files('staged.parquet', (s) => s.rowsStaged > 0)}))
+          TO ${literal(join(dir, 'staged.parquet'))} (FORMAT parquet, COMPRESSION zstd)`);
+      }
+      if (rowsRejected > 0) {
+        await c.run(`COPY (SELECT * FROM read_parquet(${files('rejects.parquet', (s) => s.rowsRejected > 0)}))
+          TO ${literal(join(dir, 'rejects.parquet'))} (FORMAT parquet)`);
+      }
+    });
+  }
+  return { rowsStaged, rowsRejected, days };
 }
 
 /**
@@ -297,22 +357,46 @@ const unclosedReason = (line: number, lines: number) =>
 /**
  * Writes `part<d>offset<d>line number<d><line>` for every data line of the chunk to a
  * local file for DuckDB to parse; the prefix carries each row's lineage through
- * DuckDB's reader and its rejects.
+ * DuckDB's reader and its rejects. Each whole object's header is checked here, as the
+ * object is read: lines go to the spool of their header's column order (there is one
+ * unless objects packed into the chunk order their columns differently). An object that
+ * is not the pipeline's format as a whole (header, compression) is refused: every such
+ * object of the chunk gets a refused marker, then the chunk fails naming them.
  */
-async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise<Spool> {
+async function spoolChunk(chunk: Chunk, deps: WorkerDeps, dir: string): Promise<Spooled> {
   const { pipeline, config, store } = deps;
   const format = formatOf(pipeline);
   const separator = format.spool.separator.charCodeAt(0);
   const { hasHeader } = format;
   const { quoted } = format.spool;
-  const out = new SpoolWriter(file);
-  const spool: Spool = { file, rowsRead: 0, parts: [], early: [], index: new SpoolIndex() };
+  const writers = new Map<string, { readonly spool: Spool; readonly out: SpoolWriter }>();
+  const writerOf = (columns: readonly string[]) => {
+    const signature = columns.join('\n');
+    let writer = writers.get(signature);
+    if (!writer) {
+      const file = join(dir, `rows-${writers.size}.csv`);
+      writer = {
+        spool: { file, columns, rowsRead: 0, early: [], index: new SpoolIndex() },
+        out: new SpoolWriter(file),
+      };
+      writers.set(signature, writer);
+    }
+    return writer;
+  };
+  const parts: PartResult[] = [];
+  const refused: { readonly part: ChunkPart; readonly error: RefusedInputError }[] = [];
   const { maxLineBytes } = pipeline.input;
   // Non-splittable CSV/TSV with quotes: a newline inside a quoted field stays in its record.
   const { records } = format;
   try {
     for (const [index, part] of chunk.parts.entries()) {
       const where = `s3://${config.inputBucket}/${part.key}`;
+      // A part from an object's start with a header: its spool is known once its header is read.
+      let current = hasHeader && part.start === 0 ? undefined : writerOf(fileColumns(chunk, pipeline));
+      const spoolOf = () => {
+        if (!current) throw new Error(`${where}: a line before the header`); // unreachable: the header is line 1
+        return current;
+      };
       // Physical lines so far: a record's line is the line it starts on, and it adds every line it spans.
       let lines = 0;
       // The first bytes of a rejected long line or unclosed record: enough for raw_line's characters.
@@ -329,13 +413,14 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
           const line = lines + 1;
           lines += shape.lines;
           if (offset === 0 && hasHeader) {
-            throw new InputError(
+            throw new RefusedInputError(
               shape.unclosed
                 ? `${where}: the header line opens a quote that is never closed before the end of the file`
                 : `${where}: the header line is ${length} bytes long, more than input.maxLineBytes (${maxLineBytes})`,
             );
           }
           // The line counts as read and is rejected; the rest of the file is read.
+          const { spool } = spoolOf();
           spool.rowsRead++;
           spool.early.push({
             part: index,
@@ -358,15 +443,16 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
             from = end - stripBom(bytes.subarray(start, end)).length;
             if (hasHeader) {
               if (shape.unclosed) {
-                throw new InputError(
+                throw new RefusedInputError(
                   `${where}: the header line opens a quote that is never closed before the end of the file`,
                 );
               }
-              format.columns(bytes.subarray(from, end), where);
+              current = writerOf(format.columns(bytes.subarray(from, end), where));
               return;
             }
           }
           if (end === from) return;
+          const { spool, out } = spoolOf();
           spool.rowsRead++;
           if (shape.unclosed) {
             // DuckDB's reader would read past it: rejected here, with the line the quote opened on.
@@ -384,17 +470,59 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, file: string): Promise
           out.recordSpan(index, offset, first, separator, bytes, from, end, quoted);
         },
       });
-      for await (const bytes of partBytes(store, pipeline, config.inputBucket, part)) {
-        if (!splitter.push(bytes)) break;
+      try {
+        for await (const bytes of partBytes(store, pipeline, config.inputBucket, part)) {
+          if (!splitter.push(bytes)) break;
+        }
+        splitter.finish();
+      } catch (error) {
+        // The header or the compression is wrong before any row is read: the object is refused, the chunk's other objects still checked.
+        if (!(error instanceof RefusedInputError)) throw error;
+        refused.push({ part, error });
       }
-      splitter.finish();
-      spool.parts.push({ key: part.key, start: part.start, lines });
+      parts.push({ key: part.key, start: part.start, lines });
     }
   } finally {
-    out.close();
+    for (const { spool, out } of writers.values()) {
+      out.close();
+      spool.index.close(out.position);
+    }
   }
-  spool.index.close(out.position);
-  return spool;
+  if (refused.length > 0) await refuse(chunk, deps, refused);
+  // A chunk of empty or header-only objects still has its (empty) spool.
+  const spools = writers.size > 0 ? [...writers.values()].map((w) => w.spool) : [emptySpool(chunk, pipeline, dir)];
+  return { spools, parts, rowsRead: spools.reduce((sum, s) => sum + s.rowsRead, 0) };
+}
+
+/** An empty spool file, in the chunk's planned column order. */
+function emptySpool(chunk: Chunk, p: Pipeline, dir: string): Spool {
+  const file = join(dir, 'rows-0.csv');
+  writeFileSync(file, '');
+  const index = new SpoolIndex();
+  index.close(0);
+  return { file, columns: fileColumns(chunk, p), rowsRead: 0, early: [], index };
+}
+
+/**
+ * Marks the refused objects of a chunk (scheduled runs skip those versions until they change),
+ * then fails the chunk naming the first and how many others: their rows are not read.
+ */
+async function refuse(
+  chunk: Chunk,
+  deps: WorkerDeps,
+  refused: readonly { readonly part: ChunkPart; readonly error: RefusedInputError }[],
+): Promise<never> {
+  const entries = refused.map(({ part, error }) => ({
+    key: part.key,
+    version: part.version,
+    runId: chunk.runId,
+    reason: error.message,
+  }));
+  await markRefused(deps.store, deps.config.workingBucket, deps.pipeline.name, entries);
+  throw refusalError(
+    refused.map((r) => r.error),
+    entries,
+  );
 }
 
 async function count(c: DuckDBConnection, sql: string): Promise<number> {
@@ -403,8 +531,9 @@ async function count(c: DuckDBConnection, sql: string): Promise<number> {
 }
 
 /**
- * The columns of the chunk's lines, in file order: the header (from the planner, once per
- * chunk; in its first part in manifests planned before that), or the schema's.
+ * The columns of the chunk's lines, in file order: those of its spool (the header read by the
+ * worker), of an object cut into ranges (the planner read its header; in the first part in
+ * manifests planned before chunks held it), or the schema's.
  */
 function fileColumns(chunk: Chunk, p: Pipeline): readonly string[] {
   return chunk.columns ?? chunk.parts[0]?.columns ?? p.schema.map((col) => col.name);
