@@ -354,9 +354,14 @@ const item = (service: LineItem['service'], what: string, quantity: number, unit
   usd,
 });
 
-/** Plan's duration: a header probe per object, the input and ledger listings page by page. */
+/**
+ * Plan's header probes: one ranged GET per object it cuts into byte ranges (larger than a chunk);
+ * the workers check the headers of the objects they read whole (functions/planning/planner.ts).
+ */
+const probedPerRun = (s: Shape) => (s.objectBytes > s.p.processing.chunkSize ? s.objectsPerRun : 0);
+/** Plan's duration: its header probes, the input and ledger listings page by page. */
 const planSeconds = (s: Shape) =>
-  ASSUMPTIONS.planBaseSeconds + inParallel(s.objectsPerRun) + pages(s.objectsPerRun) * 3 * ASSUMPTIONS.s3LatencySeconds;
+  ASSUMPTIONS.planBaseSeconds + inParallel(probedPerRun(s)) + pages(s.objectsPerRun) * 3 * ASSUMPTIONS.s3LatencySeconds;
 /** Finish's duration: a ledger marker per object. */
 const finishSeconds = (s: Shape) => ASSUMPTIONS.finishBaseSeconds + inParallel(s.objectsPerRun);
 
@@ -514,7 +519,7 @@ function s3Items(s: Shape, athena: AthenaWork): LineItem[] {
     athena.total * 2; // Athena's query results
   const gets =
     runs * (3 + 2) + // manifest (ItemReader), applied tables, setup marker; lease
-    objects + // Plan's header probe
+    probedPerRun(s) * runs + // Plan's header probes (objects it cuts into ranges)
     (s.trigger === 'object' ? runs : 0) + // Plan's HEAD of the uploaded object
     s.parts + // the workers' ranged GETs
     chunks * 2 + // Verify reads each result and each rejects file

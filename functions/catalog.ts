@@ -60,7 +60,10 @@ export const HANDLERS = {
     localName: 'sluice-finish',
     duckdb: false,
     memorySize: 512,
-    timeoutSeconds: 300,
+    // Lambda's longest (https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html):
+    // a ledger marker per object is 1,000,000 PUTs for a 1,000,000-object run, about 5 minutes
+    // at 64 in flight and 20 ms each (docs/scaling.md); 300 s failed such runs after their load.
+    timeoutSeconds: 900,
   },
   recordFailure: {
     id: 'RecordFailure',
