@@ -15,20 +15,36 @@
  *
  * 2. Writes are atomic. s3rver writes the object file in place, so a reader could get half of
  *    an object with the previous version's ETag, and an object's version id was recorded after
- *    the fact, racing other writers. Here each upload goes to its own immutable data file, and an
- *    object's current version is one small JSON record (data file, size, MD5/ETag, metadata,
- *    version id) replaced by rename, one writer per key at a time. A GET or HEAD reads the record
- *    once and serves that version whole; a PUT is visible as a whole once it answered; an
- *    aborted upload leaves nothing visible.
+ *    the fact, racing other writers. Here each upload goes to its own immutable data file (a
+ *    completed multipart upload: its parts' files, linked), and an object's current version is
+ *    one small JSON record (data files, size, MD5/ETag, metadata, version id) replaced by rename,
+ *    one writer per key at a time. A GET or HEAD reads the record once and serves that version
+ *    whole; a PUT is visible as a whole once it answered; an aborted upload leaves nothing
+ *    visible.
  *
  * Layout under the root: `<bucket>/` per bucket; in it, per key segment a directory
  * `<encoded>~d`, continuation pieces of a long segment `<encoded>~c`, and for the last segment
- * `<stem>~o.json` (the current version), `<stem>~<random>.data` (its bytes) and `<stem>~t.xml`
+ * `<stem>~o.json` (the current version), `<stem>~<random>.data` (its bytes: one file, or for a
+ * completed multipart upload one file per part, see {@link ObjectVersion.parts}) and `<stem>~t.xml`
  * (tagging). Names starting with `~` hold multipart uploads (`~uploads/<id>/`) and bucket settings.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream, type Stats } from 'node:fs';
+import {
+  copyFile,
+  type FileHandle,
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -41,12 +57,24 @@ import S3Object from 's3rver/lib/models/object.js';
 export const MAX_KEY_BYTES = 1024;
 /** Encoded characters per file or directory name (well under the usual 255-byte limit, with suffixes). */
 const PIECE_CHARS = 200;
+/**
+ * A completed multipart upload of at most this many parts keeps them as its data files (linked,
+ * not copied); an upload of more parts is copied into one data file. A GET opens every data file its
+ * range touches before it sends a byte (see {@link ObjectStore.openData}), so this bounds the
+ * file descriptors one GET holds (`sluice run --file` sends 8 MiB parts: files up to 512 MiB are linked).
+ */
+export const MAX_LINKED_PARTS = 64;
 
 /** The current version of an object, as kept in `<stem>~o.json`. */
 export interface ObjectVersion {
   readonly key: string;
-  /** The data file, a sibling of the record. */
+  /** The data file, a sibling of the record (with {@link parts}: the first of them). */
   readonly data: string;
+  /**
+   * A completed multipart upload's data files (siblings of the record), in part order, and their
+   * sizes: the object is their bytes one after the other. Absent when one file holds the object.
+   */
+  readonly parts?: readonly { readonly data: string; readonly size: number }[];
   readonly size: number;
   /** MD5 hex, without quotes: the ETag. */
   readonly etag: string;
@@ -288,6 +316,15 @@ class Md5Counter extends Transform {
   }
 }
 
+/** A version's data files, in order. */
+const dataFiles = (version: Pick<ObjectVersion, 'data' | 'parts'>): string[] =>
+  version.parts?.map((part) => part.data) ?? [version.data];
+
+/** Deletes a version's data files (already gone is fine: readers that lose them read the record again). */
+async function unlinkData(dir: string, version: Pick<ObjectVersion, 'data' | 'parts'>): Promise<void> {
+  await Promise.all(dataFiles(version).map((data) => unlink(join(dir, data)).catch(() => {})));
+}
+
 const compareBytes = (a: { bytes: Buffer }, b: { bytes: Buffer }) => Buffer.compare(a.bytes, b.bytes);
 
 /** A folder's names as a listing needs them: its objects' keys (decoded, sorted) and its other names. */
@@ -407,7 +444,7 @@ export class ObjectStore implements S3rverStore {
           if (conditional.deleted) throw conditionalRequestConflict();
           checkConditions(conditional.conditions, previous, version.key);
         } catch (error) {
-          await unlink(join(location.dir, version.data)).catch(() => {});
+          await unlinkData(location.dir, version);
           throw error;
         }
       }
@@ -421,7 +458,7 @@ export class ObjectStore implements S3rverStore {
       this.wrote();
       if (previous && previous.data !== current.data) {
         // A reader that read the old record and has not opened its data yet reads the record again.
-        await unlink(join(location.dir, previous.data)).catch(() => {});
+        await unlinkData(location.dir, previous);
       }
       return current;
     });
@@ -608,6 +645,51 @@ export class ObjectStore implements S3rverStore {
     return (await this.readRecord(this.locate(bucket, key))) !== undefined;
   }
 
+  /**
+   * Bytes `start`..`end` (inclusive) of a version. Every data file the range touches is opened
+   * before this returns: an open file stays readable after a newer version replaced it and deleted
+   * its name, so the version whose record was read is served whole. A file already gone throws
+   * (ENOENT): the caller reads the record again.
+   */
+  private async openData(dir: string, version: ObjectVersion, start: number, end: number): Promise<Readable> {
+    if (!version.parts) return (await open(join(dir, version.data), 'r')).createReadStream({ start, end });
+    const pieces: { handle: FileHandle; start: number; end: number }[] = [];
+    try {
+      let offset = 0;
+      for (const part of version.parts) {
+        const first = offset;
+        offset += part.size;
+        if (part.size === 0 || offset - 1 < start || first > end) continue;
+        pieces.push({
+          handle: await open(join(dir, part.data), 'r'),
+          start: Math.max(start - first, 0),
+          end: Math.min(end, offset - 1) - first,
+        });
+      }
+    } catch (error) {
+      await Promise.all(pieces.map(({ handle }) => handle.close().catch(() => {})));
+      throw error;
+    }
+    const [only] = pieces;
+    if (pieces.length === 1 && only) return only.handle.createReadStream({ start: only.start, end: only.end });
+    let next = 0;
+    const stream = Readable.from(
+      (async function* () {
+        while (next < pieces.length) {
+          const piece = pieces[next++] as (typeof pieces)[number];
+          // Each file's stream closes it when it ends, or when the reader stops (destroyed).
+          yield* piece.handle.createReadStream({ start: piece.start, end: piece.end });
+        }
+      })(),
+      { objectMode: false },
+    );
+    // The files not reached when the reader stops, or never reads (a HEAD), are closed with it.
+    stream.once('close', () => {
+      for (const { handle } of pieces.slice(next)) handle.close().catch(() => {});
+    });
+    return stream;
+  }
+
   async getObject(bucket: string, key: string, options?: { start?: number; end?: number }) {
     const location = this.locate(bucket, key);
     // The data file of the record read may be replaced and deleted before it is opened: read again.
@@ -627,8 +709,7 @@ export class ObjectStore implements S3rverStore {
         return object;
       }
       try {
-        const handle = await open(join(location.dir, version.data), 'r');
-        object.content = handle.createReadStream({ start: range.start, end: range.end });
+        object.content = await this.openData(location.dir, version, range.start, range.end);
       } catch (error) {
         if (isMissing(error) && attempt < 10) continue;
         throw error;
@@ -694,7 +775,7 @@ export class ObjectStore implements S3rverStore {
       if (version) for (const write of this.conditionalWrites.get(location.record) ?? []) write.deleted = true;
       await unlink(location.record).catch(() => {});
       this.wrote();
-      if (version) await unlink(join(location.dir, version.data)).catch(() => {});
+      if (version) await unlinkData(location.dir, version);
       await unlink(join(location.dir, `${location.stem}~t.xml`)).catch(() => {});
     });
     // Remove the directories the key leaves empty (a writer that loses its directory makes it again).
@@ -766,7 +847,6 @@ export class ObjectStore implements S3rverStore {
   async putObjectMultipart(bucket: string, uploadId: string, parts: { number: number; etag: string }[]) {
     const upload = await this.upload(bucket, uploadId);
     const location = this.locate(bucket, upload.key);
-    const conditional = this.beginConditional(location);
     const sorted = [...parts].sort((a, b) => a.number - b.number);
     const files = sorted.map((p) => join(upload.dir, `${p.number}.part`));
     const digests: Buffer[] = [];
@@ -795,14 +875,20 @@ export class ObjectStore implements S3rverStore {
     // https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html). Nor is
     // the object hashed again: the parts were as they arrived.
     const etag = `${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}`;
-    const body = Readable.from(
-      (async function* () {
-        for (const file of files) yield* createReadStream(file);
-      })(),
-    );
-    let written: Awaited<ReturnType<ObjectStore['writeData']>>;
+    // Registered once the parts are known good: a completion refused above leaves no conditional write behind.
+    const conditional = this.beginConditional(location);
+    let written: Awaited<ReturnType<ObjectStore['linkParts']>>;
     try {
-      written = await this.writeData(location, body, etag);
+      if (files.length <= MAX_LINKED_PARTS) {
+        written = await this.linkParts(location, files, etag);
+      } else {
+        const body = Readable.from(
+          (async function* () {
+            for (const file of files) yield* createReadStream(file);
+          })(),
+        );
+        written = await this.writeData(location, body, etag);
+      }
       await this.commit(
         bucket,
         location,
@@ -814,6 +900,51 @@ export class ObjectStore implements S3rverStore {
     }
     await rm(upload.dir, { recursive: true, force: true });
     return { size: written.size, md5: written.etag };
+  }
+
+  /**
+   * The data files of a completed multipart upload, without copying its bytes again (copying a
+   * 220 MB upload took a fifth of its time): each part file gets a second name, a hard link, next
+   * to the object's record. Nothing reads those names until the record that lists them is
+   * committed; a part uploaded again under the same number is a new file (putPart renames a new
+   * one over the name), so the linked bytes never change; removing the upload's folder after the
+   * commit removes only the parts' first names.
+   */
+  private async linkParts(location: Location, files: readonly string[], etag: string) {
+    const parts: { data: string; size: number }[] = [];
+    try {
+      for (const file of files) {
+        const data = `${location.stem}~${token()}.data`;
+        await this.linkFile(file, location.dir, data);
+        parts.push({ data, size: (await stat(join(location.dir, data))).size });
+      }
+    } catch (error) {
+      await Promise.all(parts.map(({ data }) => unlink(join(location.dir, data)).catch(() => {})));
+      throw error;
+    }
+    const size = parts.reduce((sum, part) => sum + part.size, 0);
+    return { data: parts[0]?.data ?? '', size, etag, ...(parts.length > 1 ? { parts } : {}) };
+  }
+
+  /**
+   * Gives `source` a second name in `dir`, creating `dir` (again, if an empty-directory cleanup
+   * removed it): a hard link, or a copy on a file system without them.
+   */
+  private async linkFile(source: string, dir: string, name: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      await mkdir(dir, { recursive: true });
+      try {
+        await link(source, join(dir, name));
+        return;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV' || code === 'EMLINK') {
+          await copyFile(source, join(dir, name), constants.COPYFILE_EXCL);
+          return;
+        }
+        if (!isMissing(error) || attempt >= 5) throw error;
+      }
+    }
   }
 
   private subresourcePath(bucket: string, key: string | undefined, type: string): string {

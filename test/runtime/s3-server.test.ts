@@ -40,7 +40,8 @@ const stored = (bucket: string, key: string) => {
   const { dirs, stem } = keyPath(key);
   const dir = join(t.dir, OBJECTS_FOLDER, bucket, ...dirs);
   const version = JSON.parse(readFileSync(join(dir, `${stem}~o.json`), 'utf8')) as ObjectVersion;
-  return readFileSync(join(dir, version.data));
+  // A completed multipart upload is its parts' files, one after the other.
+  return Buffer.concat((version.parts ?? [version]).map((part) => readFileSync(join(dir, part.data))));
 };
 const get = async (key: string, range?: string) => {
   const out = await t.s3.send(new GetObjectCommand({ Bucket: 'sluice-input', Key: key, Range: range }));
