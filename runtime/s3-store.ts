@@ -29,7 +29,7 @@
  * (tagging). Names starting with `~` hold multipart uploads (`~uploads/<id>/`) and bucket settings.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { constants, createReadStream, createWriteStream, readFileSync, type Stats } from 'node:fs';
 import {
   copyFile,
   type FileHandle,
@@ -389,6 +389,21 @@ export class ObjectStore implements S3rverStore {
     }
   }
 
+  /**
+   * The records of a listing's page, read synchronously: a page reads up to 1,000 small files,
+   * and the promise API's open, fstat, read and close, each a round trip through libuv's thread
+   * pool, cost about 55 us of the event loop per file (5.6 s of a 100,000-object listing), a
+   * synchronous read about a fifth of that.
+   */
+  private readRecordSync(record: string): ObjectVersion | undefined {
+    try {
+      return JSON.parse(readFileSync(record, 'utf8')) as ObjectVersion;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
   private async readRecord(location: Location): Promise<ObjectVersion | undefined> {
     try {
       return JSON.parse(await readFile(location.record, 'utf8')) as ObjectVersion;
@@ -575,6 +590,11 @@ export class ObjectStore implements S3rverStore {
     const prefixBytes = Buffer.from(prefix, 'utf8');
     const afterBytes = Buffer.from(startAfter, 'utf8');
     const found: { bytes: Buffer; dir: string; stem: string }[] = [];
+    // Without a delimiter, the first maxKeys + 1 keys of the page (one more tells it is truncated) are
+    // among the first maxKeys + 1 of each folder, whose keys are sorted: no more are kept from one.
+    // Keeping every key after startAfter made each page of a 100,000-key folder collect and sort the
+    // rest of the folder. With a delimiter, keys that share a prefix count once, so all are kept.
+    const perFolder = delimiter ? Number.POSITIVE_INFINITY : maxKeys + 1;
     // Visit only directories whose keys can start with the prefix and sort after startAfter.
     const visit = async (dir: string, path: Buffer): Promise<void> => {
       const listing = await this.folderListing(dir, path);
@@ -587,9 +607,12 @@ export class ObjectStore implements S3rverStore {
         if (Buffer.compare((listing.records[middle] as { bytes: Buffer }).bytes, afterBytes) > 0) high = middle;
         else low = middle + 1;
       }
-      for (let i = low; i < listing.records.length; i++) {
+      let kept = 0;
+      for (let i = low; i < listing.records.length && kept < perFolder; i++) {
         const record = listing.records[i] as { bytes: Buffer; stem: string };
+        if (prefixBytes.length > 0 && !record.bytes.subarray(0, prefixBytes.length).equals(prefixBytes)) continue;
         found.push({ bytes: record.bytes, dir, stem: record.stem });
+        kept++;
       }
       for (const name of listing.others) {
         const extra = dirBytes(name);
@@ -624,16 +647,10 @@ export class ObjectStore implements S3rverStore {
       }
       page.push(entry);
     }
-    const objects = await Promise.all(
-      page.map(async (entry) => {
-        const version = await this.readRecord({
-          dir: entry.dir,
-          stem: entry.stem,
-          record: join(entry.dir, `${entry.stem}${RECORD_SUFFIX}`),
-        });
-        return version ? new S3Object(bucket, entry.key, null, servedMetadata(version)) : undefined;
-      }),
-    );
+    const objects = page.map((entry) => {
+      const version = this.readRecordSync(join(entry.dir, `${entry.stem}${RECORD_SUFFIX}`));
+      return version ? new S3Object(bucket, entry.key, null, servedMetadata(version)) : undefined;
+    });
     return {
       objects: objects.filter((o): o is S3Object => o !== undefined),
       commonPrefixes: [...commonPrefixes].sort(),

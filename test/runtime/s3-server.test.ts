@@ -180,6 +180,39 @@ describe('embedded S3 server: listing past 1,000 keys', () => {
     expect([...(first.Contents ?? []), ...(second.Contents ?? [])].map((o) => o.Key)).toEqual(keys);
   });
 
+  it('pages keys spread over nested folders in key order, with a prefix that ends inside a folder name', async () => {
+    // Each folder gives a page at most MaxKeys + 1 keys: the pages must still be the sorted keys.
+    const keys = ['tree/a', 'tree/a/b/1', 'tree/a/b/2', 'tree/a0', 'tree/a/c', 'tree/ab/1', 'tree/ab/2', 'tree/b']
+      .concat(Array.from({ length: 7 }, (_, i) => `tree/a/b/x${i}`))
+      .concat(Array.from({ length: 5 }, (_, i) => `tree/aa${i}`));
+    for (const key of keys) await t.s3.send(new PutObjectCommand({ Bucket: 'sluice-working', Key: key, Body: '{}' }));
+    const pages = async (prefix: string, maxKeys: number) => {
+      const listed: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await t.s3.send(
+          new ListObjectsV2Command({
+            Bucket: 'sluice-working',
+            Prefix: prefix,
+            MaxKeys: maxKeys,
+            ContinuationToken: token,
+          }),
+        );
+        expect(page.KeyCount).toBeLessThanOrEqual(maxKeys);
+        listed.push(...(page.Contents ?? []).map((o) => String(o.Key)));
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return listed;
+    };
+    const sorted = (prefix: string) =>
+      keys.filter((k) => k.startsWith(prefix)).sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    for (const maxKeys of [1, 2, 3, 1000]) {
+      expect(await pages('tree/', maxKeys)).toEqual(sorted('tree/'));
+      expect(await pages('tree/a', maxKeys)).toEqual(sorted('tree/a'));
+      expect(await pages('tree/a/b/x', maxKeys)).toEqual(sorted('tree/a/b/x'));
+    }
+  });
+
   it('refuses a continuation token it did not make', async () => {
     const listing = t.s3.send(
       new ListObjectsV2Command({ Bucket: 'sluice-working', ContinuationToken: 'bm90LWEtdG9rZW4' }),
