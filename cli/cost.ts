@@ -15,6 +15,7 @@ import { HANDLERS } from '../functions/catalog.ts';
 import { getPipeline, LINEAGE_COLUMNS, type Pipeline } from '../functions/pipeline/definition.ts';
 import { deriveStatements, loadStatements, maintenanceStatements } from '../functions/pipeline/sql.ts';
 import { S3_PARALLELISM } from '../functions/storage/concurrency.ts';
+import { UPLOAD_PART_BYTES } from '../functions/storage/s3-store.ts';
 import prices from '../pricing/aws-prices.json' with { type: 'json' };
 import { printTable } from './format.ts';
 
@@ -26,8 +27,6 @@ const MB = 1e6; // throughputs are measured in MB/s of 10^6 bytes (bench/worker.
 const MIB = 1024 ** 2;
 /** Parts in one chunk at most (the planner's cap on a Distributed Map item). */
 const MAX_PARTS_PER_CHUNK = 500;
-/** @aws-sdk/lib-storage's Upload: one PutObject up to 5 MiB, else a multipart upload of 5 MiB parts. */
-const UPLOAD_PART_BYTES = 5 * MIB;
 /** Verify reads current versions with HEAD up to this many keys, with a listing past it (functions/run/verify.ts). */
 const VERIFY_HEAD_LIMIT = 4 * S3_PARALLELISM;
 /** The stack's default of bytesScannedCutoffPerQuery (infra/stack.ts): Athena cancels a query past it. */
@@ -529,7 +528,7 @@ function s3Items(s: Shape, athena: AthenaWork): LineItem[] {
   return [
     item(
       'S3',
-      `PUT: staging Parquet, ${perStaging} requests a chunk (multipart of 5 MiB parts past 5 MiB)`,
+      `PUT: staging Parquet, ${perStaging} request(s) a chunk (one PutObject up to ${UPLOAD_PART_BYTES / MIB} MiB, else multipart)`,
       staging,
       'requests',
       staging * putPrice,

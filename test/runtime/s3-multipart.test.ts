@@ -19,6 +19,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { S3ObjectStore, UPLOAD_PART_BYTES } from '../../functions/storage/s3-store.ts';
 import { OBJECTS_FOLDER } from '../../runtime/s3-server.ts';
 import { keyPath, MAX_LINKED_PARTS, type ObjectVersion } from '../../runtime/s3-store.ts';
 import { uploadFile } from '../../runtime/upload.ts';
@@ -246,5 +247,24 @@ describe('runtime/upload.ts', () => {
 
     expect(md5(await getBytes('up/checksums.bin'))).toBe(md5(body));
     client.destroy();
+  });
+});
+
+describe("the functions' uploads (functions/storage/s3-store.ts putFile)", () => {
+  it(`sends a file up to ${UPLOAD_PART_BYTES / MiB} MiB (a chunk's staging Parquet) as one PutObject, a larger one in parts of that size`, async () => {
+    const store = new S3ObjectStore(t.s3);
+    // A 64 MB chunk's staging Parquet is about 12 MB: one request, so its ETag is its plain MD5.
+    const staging = randomBytes(12 * MiB);
+    writeFileSync(join(t.dir, 'staging.parquet'), staging);
+    await store.putFile(BUCKET, 'fn/staging.parquet', join(t.dir, 'staging.parquet'));
+    const one = await t.s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'fn/staging.parquet' }));
+    expect(one.ETag).toBe(`"${md5(staging)}"`);
+
+    const large = randomBytes(UPLOAD_PART_BYTES + 3);
+    writeFileSync(join(t.dir, 'large.parquet'), large);
+    await store.putFile(BUCKET, 'fn/large.parquet', join(t.dir, 'large.parquet'));
+    const parts = await t.s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'fn/large.parquet' }));
+    expect(parts.ETag).toBe(multipartEtag([large.subarray(0, UPLOAD_PART_BYTES), large.subarray(UPLOAD_PART_BYTES)]));
+    expect(md5(await getBytes('fn/large.parquet'))).toBe(md5(large));
   });
 });
