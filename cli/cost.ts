@@ -673,7 +673,7 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsOptionsConfig;
 
-/** What `sluice cost` uses of the CLI (cli/sluice.ts's command tools). */
+/** What `sluice cost` uses of the CLI (cli/commands.ts's command tools). */
 export interface CostTools {
   /** A command line that is not understood (exit code 2). */
   readonly usage: (message: string) => Error;

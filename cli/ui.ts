@@ -10,7 +10,7 @@ import { UiRequestError } from '../ui/data.ts';
 import { DEFAULT_UI_PORT, startUiServer } from '../ui/server.ts';
 import type { TargetSession } from './target.ts';
 
-/** What a command in its own file needs of cli/sluice.ts: its target checks, errors, log and pipelines. */
+/** What a command in its own file needs of cli/commands.ts: its target checks, errors, log and pipelines. */
 export interface CommandTools {
   /** Opens the target of a command line (--target, --stack, --dir and --pipelines checked as every command does). */
   readonly open: (values: {
@@ -31,7 +31,7 @@ export interface CommandTools {
   readonly pipelines: (dir?: string) => ReadonlyMap<string, Pipeline>;
 }
 
-/** The options every command takes (cli/sluice.ts uses them too). */
+/** The options every command takes (cli/commands.ts uses them too). */
 export const TARGET_OPTIONS = {
   dir: { type: 'string' },
   pipelines: { type: 'string' },

@@ -1,5 +1,5 @@
 /**
- * The UI's actions, through the same StartExecution calls and inputs as the CLI (cli/sluice.ts):
+ * The UI's actions, through the same StartExecution calls and inputs as the CLI (cli/commands.ts):
  * the scheduled run (the schedule's input), a redrive (`<run>-redrive-<n>` with redriveOf), a
  * backfill (one run per window of at most 7 days, trigger backfill). They start runs and return
  * their ids; the run list shows them as they go.
