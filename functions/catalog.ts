@@ -31,8 +31,11 @@ export const HANDLERS = {
     placeholder: 'PlanFunctionArn',
     localName: 'sluice-plan',
     duckdb: false,
-    memorySize: 1024,
-    timeoutSeconds: 600,
+    // A run of 1,000,000 objects: the listing, the ledger's index and a 170 MB manifest take about
+    // 1.3 GB (measured, docs/scaling.md); at 1,024 MB Node's heap ran out. Plan runs for seconds
+    // to minutes a run, so the memory costs cents a day.
+    memorySize: 3008,
+    timeoutSeconds: 900,
   },
   work: {
     id: 'Work',

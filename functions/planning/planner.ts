@@ -276,11 +276,15 @@ export const MAX_PARTS_PER_CHUNK = 500;
 const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value), 'utf8');
 
 /**
- * Splits objects into chunks: splittable objects into line-aligned byte ranges of
- * `chunkSize`, compressed or non-splittable ones whole, and small ones bin-packed
- * together up to `chunkSize` (only objects with the same header share a chunk), at most
+ * Splits objects into chunks: splittable objects larger than `chunkSize` into line-aligned
+ * byte ranges of `chunkSize`, other large ones (compressed, or not splittable) whole in a
+ * chunk of their own, and objects up to `chunkSize` bin-packed together up to `chunkSize`
+ * of stored bytes (compressed ones too: each part is read whole; a day of a million small
+ * gzip files was a million chunks, and a million Lambda invocations), at most
  * {@link MAX_PARTS_PER_CHUNK} parts and {@link MAX_CHUNK_JSON_BYTES} of JSON per chunk.
- * The header's columns are stored once per chunk. Empty objects produce no chunk.
+ * Objects are packed whatever their header (the worker reads each one's own); the columns
+ * of an object cut into ranges, read by Plan, go with each of its chunks. Empty objects
+ * produce no chunk.
  */
 export function splitIntoChunks(
   objects: readonly PlannedObject[],
@@ -295,7 +299,8 @@ export function splitIntoChunks(
     json: number;
   }
   const groups: Group[] = [];
-  const bins = new Map<string, Group>();
+  /** The chunk being packed with whole objects (each part is read with its own header). */
+  let bin: Group | undefined;
   const format = formatOf(p);
   /** The JSON of a chunk with no parts (the index at its widest). */
   const emptyJson = (columns?: readonly string[]) =>
@@ -320,7 +325,7 @@ export function splitIntoChunks(
       );
     }
     const splittable = format.splittable(compression);
-    if (o.size > chunkSize || !splittable) {
+    if (o.size > chunkSize) {
       const ranges: [number, number][] = [];
       if (splittable)
         for (let start = 0; start < o.size; start += chunkSize)
@@ -333,8 +338,6 @@ export function splitIntoChunks(
       }
       continue;
     }
-    const signature = o.columns?.join('\n') ?? '';
-    let bin = bins.get(signature);
     if (
       bin &&
       (bin.bytes + o.size > chunkSize ||
@@ -344,13 +347,12 @@ export function splitIntoChunks(
       groups.push(bin);
       bin = undefined;
     }
-    bin ??= open(o.columns);
+    bin ??= open();
     bin.parts.push(whole);
     bin.bytes += o.size;
     bin.json += partJson;
-    bins.set(signature, bin);
   }
-  for (const bin of bins.values()) groups.push(bin);
+  if (bin) groups.push(bin);
   return groups.map((g, index) => ({
     runId,
     pipeline: p.name,

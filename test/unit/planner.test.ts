@@ -45,7 +45,7 @@ describe('splitIntoChunks', () => {
     ]);
   });
 
-  it('caps each bin-packed chunk: 5,000 small objects make manifest items under the cap, columns stored once', () => {
+  it('caps each bin-packed chunk: 5,000 small objects make manifest items under the cap, with no columns (each part is read with its own header)', () => {
     const columns = HEADER.split(',');
     const objects = Array.from({ length: 5000 }, (_, i) => ({
       ...object(`access-logs/2024/03/01/host-${String(i).padStart(5, '0')}/events-part-${i}.csv`, 300),
@@ -57,11 +57,33 @@ describe('splitIntoChunks', () => {
     for (const chunk of chunks) {
       expect(Buffer.byteLength(JSON.stringify(chunk))).toBeLessThanOrEqual(MAX_CHUNK_JSON_BYTES);
       expect(chunk.parts.length).toBeLessThanOrEqual(MAX_PARTS_PER_CHUNK);
-      expect(chunk.columns).toEqual(columns);
+      expect(chunk.columns).toBeUndefined();
       expect(chunk.parts.every((p) => p.columns === undefined)).toBe(true);
     }
     // Well under the 256 KiB Step Functions allows a child's input.
     expect(MAX_CHUNK_JSON_BYTES).toBeLessThanOrEqual((256 * 1024) / 2);
+  });
+
+  it('packs small gzip and zstd objects too (each part is read whole), and keeps a large one alone', () => {
+    const chunks = splitIntoChunks(
+      [
+        object('access-logs/a.csv.gz', 300),
+        object('access-logs/b.csv.zst', 300),
+        object('access-logs/c.csv', 300),
+        object('access-logs/d.csv.gz', 5000),
+      ],
+      accessLogs,
+      1000,
+      'r1',
+    );
+    expect(chunks.map((c) => c.parts.map((p) => [p.key, p.start, p.end, p.compression]))).toEqual([
+      [['access-logs/d.csv.gz', 0, 5000, 'gzip']],
+      [
+        ['access-logs/a.csv.gz', 0, 300, 'gzip'],
+        ['access-logs/b.csv.zst', 0, 300, 'zstd'],
+        ['access-logs/c.csv', 0, 300, 'none'],
+      ],
+    ]);
   });
 
   it('refuses an object whose own part cannot fit in a manifest item, naming it', () => {

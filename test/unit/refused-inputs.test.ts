@@ -146,4 +146,27 @@ describe('headers in different orders in one chunk', () => {
       }),
     ]);
   });
+
+  it('loads gzip, zstd and plain objects packed in one chunk, each by its own header', async () => {
+    const store = new MemoryStore();
+    const p = { ...accessLogs, input: { ...accessLogs.input, suffixes: ['.csv', '.csv.gz', '.csv.zst'] } };
+    store.put(config.inputBucket, 'access-logs/a.csv.gz', gzipSync(`${HEADER}\n${logRow(1)}\n${logRow(2)}\n`));
+    store.put(
+      config.inputBucket,
+      'access-logs/b.csv.zst',
+      zstdCompressSync(Buffer.from(`${swapped(HEADER)}\n${swapped(logRow(3))}\n`)),
+    );
+    store.put(config.inputBucket, 'access-logs/c.csv', `${HEADER}\n${logRow(4)}\n`);
+
+    const { chunks, results } = await scheduledRun(store, 'r1', p);
+
+    expect(chunks.map((c) => c.parts.map((part) => part.compression))).toEqual([['gzip', 'zstd', 'none']]);
+    const staged = await readParquet(store.body(config.workingBucket, results[0]?.stagingKey ?? ''), config.tmpDir);
+    expect(staged.map((r) => [r.source_key, r.session_id, r.user_id]).sort()).toEqual([
+      ['access-logs/a.csv.gz', 's1', 'u1'],
+      ['access-logs/a.csv.gz', 's2', 'u2'],
+      ['access-logs/b.csv.zst', 's3', 'u3'],
+      ['access-logs/c.csv', 's4', 'u4'],
+    ]);
+  });
 });
