@@ -32,7 +32,7 @@ export const HANDLERS = {
     localName: 'sluice-plan',
     duckdb: false,
     // A run of 1,000,000 objects: the listing, the ledger's index and a 170 MB manifest take about
-    // 1.3 GB (measured, docs/scaling.md); at 1,024 MB Node's heap ran out. Plan runs for seconds
+    // 1.3 GB of RSS and 1.0 GB of JavaScript heap (measured locally, docs/scaling.md): more than a 1,024 MB Lambda gives Node. Plan runs for seconds
     // to minutes a run, so the memory costs cents a day.
     memorySize: 3008,
     timeoutSeconds: 900,
