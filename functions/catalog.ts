@@ -31,9 +31,9 @@ export const HANDLERS = {
     placeholder: 'PlanFunctionArn',
     localName: 'sluice-plan',
     duckdb: false,
-    // A run of 1,000,000 objects: the listing, the ledger's index and a 170 MB manifest take about
-    // 1.3 GB of RSS and 1.0 GB of JavaScript heap (measured locally, docs/scaling.md): more than a 1,024 MB Lambda gives Node. Plan runs for seconds
-    // to minutes a run, so the memory costs cents a day.
+    // A run of 1,000,000 objects: the listing, the ledger's index and a 170 MB manifest take
+    // 1.3 GB of RSS and 1.0 GB of JavaScript heap (measured locally, docs/scaling.md), more than
+    // a 1,024 MB Lambda gives Node. Plan runs for seconds to minutes a run: cents a day.
     memorySize: 3008,
     timeoutSeconds: 900,
   },
