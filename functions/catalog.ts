@@ -53,7 +53,10 @@ export const HANDLERS = {
     placeholder: 'VerifyFunctionArn',
     localName: 'sluice-verify',
     duckdb: true,
-    memorySize: 1769,
+    // A run of 1,000,000 objects: the manifest, the chunks' results, the inputs and the input
+    // listing alone hold 1.0 GB of JavaScript heap (measured locally, docs/scaling.md), beside
+    // DuckDB's merge of the rejects (60% of the memory): 1,769 MB left Node too little.
+    memorySize: 3008,
     timeoutSeconds: 600,
   },
   finish: {
@@ -62,7 +65,9 @@ export const HANDLERS = {
     placeholder: 'FinishFunctionArn',
     localName: 'sluice-finish',
     duckdb: false,
-    memorySize: 512,
+    // A run of 1,000,000 objects: its inputs (133 MB of JSON), their marker names and the ledger's
+    // listing peak at 1.7 GB of RSS (measured locally, docs/scaling.md), past 512 MB.
+    memorySize: 3008,
     // Lambda's longest (https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html):
     // a ledger marker per object is 1,000,000 PUTs for a 1,000,000-object run, about 5 minutes
     // at 64 in flight and 20 ms each (docs/scaling.md); 300 s failed such runs after their load.
