@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { type S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, type DescribeExecutionCommandOutput, SFNClient } from '@aws-sdk/client-sfn';
 import type { AwsJsonHandler } from '../../runtime/aws-api.ts';
 import { createLocalRuntime, type LocalRuntime } from '../../runtime/local-runtime.ts';
@@ -95,4 +95,15 @@ export async function waitForEnd(sfn: SFNClient, arn: string, tries = 400): Prom
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`${arn} is still RUNNING`);
+}
+
+/** The S3 error a request failed with: its code and HTTP status. */
+export async function s3Failure(request: Promise<unknown>): Promise<{ name: string; status: number }> {
+  try {
+    await request;
+  } catch (error) {
+    if (error instanceof S3ServiceException) return { name: error.name, status: error.$metadata.httpStatusCode ?? 0 };
+    throw error;
+  }
+  throw new Error('the request succeeded');
 }

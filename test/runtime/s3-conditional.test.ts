@@ -14,13 +14,13 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   PutObjectCommand,
-  S3ServiceException,
+  type S3ServiceException,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OBJECTS_FOLDER } from '../../runtime/s3-server.ts';
 import { keyPath } from '../../runtime/s3-store.ts';
-import { startTestS3, type TestS3 } from './helpers.ts';
+import { s3Failure, startTestS3, type TestS3 } from './helpers.ts';
 
 let t: TestS3;
 beforeAll(async () => {
@@ -44,22 +44,11 @@ const dataFiles = (key: string) => {
   ).length;
 };
 
-/** The S3 error a request failed with: its code and HTTP status. */
-async function failure(request: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await request;
-  } catch (error) {
-    if (error instanceof S3ServiceException) return { name: error.name, status: error.$metadata.httpStatusCode ?? 0 };
-    throw error;
-  }
-  throw new Error('the request succeeded');
-}
-
 describe('conditional writes on the embedded S3', () => {
   it('creates with If-None-Match: * only when the key is free (412 otherwise, the object unchanged)', async () => {
     await put('create/a.json', 'first', { IfNoneMatch: '*' });
 
-    expect(await failure(put('create/a.json', 'second', { IfNoneMatch: '*' }))).toEqual({
+    expect(await s3Failure(put('create/a.json', 'second', { IfNoneMatch: '*' }))).toEqual({
       name: 'PreconditionFailed',
       status: 412,
     });
@@ -83,20 +72,20 @@ describe('conditional writes on the embedded S3', () => {
     const first = await put('swap/a.json', 'v1');
     const second = await put('swap/a.json', 'v2', { IfMatch: first.ETag });
 
-    expect(await failure(put('swap/a.json', 'v3', { IfMatch: first.ETag }))).toEqual({
+    expect(await s3Failure(put('swap/a.json', 'v3', { IfMatch: first.ETag }))).toEqual({
       name: 'PreconditionFailed',
       status: 412,
     });
     expect(await read('swap/a.json')).toBe('v2');
     expect(second.ETag).not.toBe(first.ETag);
-    expect(await failure(put('swap/missing.json', 'x', { IfMatch: first.ETag }))).toEqual({
+    expect(await s3Failure(put('swap/missing.json', 'x', { IfMatch: first.ETag }))).toEqual({
       name: 'NoSuchKey',
       status: 404,
     });
   });
 
   it('refuses an If-None-Match other than * on a write, as S3 does (501)', async () => {
-    expect(await failure(put('create/b.json', 'x', { IfNoneMatch: '"abc"' }))).toEqual({
+    expect(await s3Failure(put('create/b.json', 'x', { IfNoneMatch: '"abc"' }))).toEqual({
       name: 'NotImplemented',
       status: 501,
     });
@@ -107,14 +96,18 @@ describe('conditional writes on the embedded S3', () => {
     const second = await put('delete/a.json', 'v2');
 
     expect(
-      await failure(t.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'delete/a.json', IfMatch: first.ETag }))),
+      await s3Failure(
+        t.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'delete/a.json', IfMatch: first.ETag })),
+      ),
     ).toEqual({ name: 'PreconditionFailed', status: 412 });
     expect(await read('delete/a.json')).toBe('v2');
 
     await t.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'delete/a.json', IfMatch: second.ETag }));
-    expect(await failure(read('delete/a.json'))).toEqual({ name: 'NoSuchKey', status: 404 });
+    expect(await s3Failure(read('delete/a.json'))).toEqual({ name: 'NoSuchKey', status: 404 });
     expect(
-      await failure(t.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'delete/a.json', IfMatch: second.ETag }))),
+      await s3Failure(
+        t.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'delete/a.json', IfMatch: second.ETag })),
+      ),
     ).toEqual({ name: 'NoSuchKey', status: 404 });
   });
 
@@ -136,8 +129,8 @@ describe('conditional writes on the embedded S3', () => {
     await t.s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'conflict/a.json' }));
     body.end('!!');
 
-    expect(await failure(write)).toEqual({ name: 'ConditionalRequestConflict', status: 409 });
-    expect(await failure(read('conflict/a.json'))).toEqual({ name: 'NoSuchKey', status: 404 });
+    expect(await s3Failure(write)).toEqual({ name: 'ConditionalRequestConflict', status: 409 });
+    expect(await s3Failure(read('conflict/a.json'))).toEqual({ name: 'NoSuchKey', status: 404 });
   });
 
   it('completes a multipart upload with If-None-Match: * only when the key is free', async () => {
@@ -157,7 +150,7 @@ describe('conditional writes on the embedded S3', () => {
       }),
     );
 
-    expect(await failure(complete)).toEqual({ name: 'PreconditionFailed', status: 412 });
+    expect(await s3Failure(complete)).toEqual({ name: 'PreconditionFailed', status: 412 });
     expect(await read('multipart/a.bin')).toBe('there');
   });
 });

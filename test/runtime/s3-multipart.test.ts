@@ -23,7 +23,7 @@ import { S3ObjectStore, UPLOAD_PART_BYTES } from '../../functions/storage/s3-sto
 import { OBJECTS_FOLDER } from '../../runtime/s3-server.ts';
 import { keyPath, MAX_LINKED_PARTS, type ObjectVersion } from '../../runtime/s3-store.ts';
 import { uploadFile } from '../../runtime/upload.ts';
-import { startTestS3, type TestS3 } from './helpers.ts';
+import { s3Failure, startTestS3, type TestS3 } from './helpers.ts';
 
 let t: TestS3;
 beforeAll(async () => {
@@ -79,16 +79,6 @@ const keyFiles = (key: string) => {
   return { names: names.sort(), record, data: names.filter((name) => name.endsWith('.data')).sort() };
 };
 
-async function failure(request: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await request;
-  } catch (error) {
-    if (error instanceof S3ServiceException) return { name: error.name, status: error.$metadata.httpStatusCode ?? 0 };
-    throw error;
-  }
-  throw new Error('the request succeeded');
-}
-
 async function exists(key: string): Promise<boolean> {
   try {
     await t.s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
@@ -138,7 +128,7 @@ describe('completed multipart uploads on the embedded S3', () => {
     const { complete } = await uploadParts('mp/failed.bin', parts);
     expect(await exists('mp/failed.bin')).toBe(false);
 
-    const wrong = await failure(complete({}, ['"0123456789abcdef0123456789abcdef"', multipartEtag(parts)]));
+    const wrong = await s3Failure(complete({}, ['"0123456789abcdef0123456789abcdef"', multipartEtag(parts)]));
     expect(wrong).toEqual({ name: 'InvalidPart', status: 400 });
     expect(await exists('mp/failed.bin')).toBe(false);
     expect(keyFiles('mp/failed.bin').names).toEqual([]);
@@ -146,7 +136,7 @@ describe('completed multipart uploads on the embedded S3', () => {
     // A conditional completion that fails links nothing in, and the upload can still complete.
     await t.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'mp/failed.bin', Body: 'there' }));
     const before = keyFiles('mp/failed.bin').names;
-    expect(await failure(complete({ IfNoneMatch: '*' }))).toEqual({ name: 'PreconditionFailed', status: 412 });
+    expect(await s3Failure(complete({ IfNoneMatch: '*' }))).toEqual({ name: 'PreconditionFailed', status: 412 });
     expect(keyFiles('mp/failed.bin').names).toEqual(before);
     expect((await getBytes('mp/failed.bin')).toString()).toBe('there');
     await complete();
