@@ -277,11 +277,12 @@ const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value), '
 
 /**
  * Splits objects into chunks: splittable objects larger than `chunkSize` into line-aligned
- * byte ranges of `chunkSize`, other large ones (compressed, or not splittable) whole in a
- * chunk of their own, and objects up to `chunkSize` bin-packed together up to `chunkSize`
- * of stored bytes (compressed ones too: each part is read whole; a day of a million small
- * gzip files was a million chunks, and a million Lambda invocations), at most
+ * byte ranges of `chunkSize`, compressed or non-splittable ones whole in a chunk of their
+ * own, and the other objects up to `chunkSize` bin-packed together up to `chunkSize`, at most
  * {@link MAX_PARTS_PER_CHUNK} parts and {@link MAX_CHUNK_JSON_BYTES} of JSON per chunk.
+ * A compressed object stays alone because it can fail its chunk when cut short or corrupt
+ * (a plain object's bad lines are rejected, its bad header refused and skipped next time):
+ * packed, it would fail its neighbours' chunk at every run until it is fixed.
  * Objects are packed whatever their header (the worker reads each one's own); the columns
  * of an object cut into ranges, read by Plan, go with each of its chunks. Empty objects
  * produce no chunk.
@@ -325,7 +326,7 @@ export function splitIntoChunks(
       );
     }
     const splittable = format.splittable(compression);
-    if (o.size > chunkSize) {
+    if (o.size > chunkSize || !splittable) {
       const ranges: [number, number][] = [];
       if (splittable)
         for (let start = 0; start < o.size; start += chunkSize)

@@ -64,24 +64,26 @@ describe('splitIntoChunks', () => {
     expect(MAX_CHUNK_JSON_BYTES).toBeLessThanOrEqual((256 * 1024) / 2);
   });
 
-  it('packs small gzip and zstd objects too (each part is read whole), and keeps a large one alone', () => {
+  it('keeps each gzip and zstd object alone (a corrupt one fails its chunk), and packs plain ones', () => {
     const chunks = splitIntoChunks(
       [
         object('access-logs/a.csv.gz', 300),
         object('access-logs/b.csv.zst', 300),
         object('access-logs/c.csv', 300),
         object('access-logs/d.csv.gz', 5000),
+        object('access-logs/e.csv', 300),
       ],
       accessLogs,
       1000,
       'r1',
     );
     expect(chunks.map((c) => c.parts.map((p) => [p.key, p.start, p.end, p.compression]))).toEqual([
+      [['access-logs/a.csv.gz', 0, 300, 'gzip']],
+      [['access-logs/b.csv.zst', 0, 300, 'zstd']],
       [['access-logs/d.csv.gz', 0, 5000, 'gzip']],
       [
-        ['access-logs/a.csv.gz', 0, 300, 'gzip'],
-        ['access-logs/b.csv.zst', 0, 300, 'zstd'],
         ['access-logs/c.csv', 0, 300, 'none'],
+        ['access-logs/e.csv', 0, 300, 'none'],
       ],
     ]);
   });
