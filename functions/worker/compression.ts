@@ -3,12 +3,18 @@
  * object's first bytes; decompression stops with an InputError when the output grows
  * past `maxRatio` times the input read so far (a gzip bomb), before memory runs out. Each
  * message names the object, says what is wrong and what to do, and quotes no data.
+ *
+ * What is wrong with the object itself (not compressed as named, cut short, corrupt, a bomb)
+ * refuses it (RefusedInputError): its run fails and names it, and scheduled runs skip that
+ * version until it changes, so one bad file does not fail every night's run. A failure of the
+ * read itself (the connection reset mid-object) is a TransientError, which the Work state
+ * retries: only the codec's own errors (zlib's Z_*, zstd's ZSTD_*) say the bytes are bad.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Compression } from '../contracts.ts';
-import { InputError, RefusedInputError } from '../errors.ts';
+import { InputError, RefusedInputError, TransientError } from '../errors.ts';
 import { plainText } from '../run/failure-message.ts';
 
 const MAGIC: Record<Exclude<Compression, 'none'>, Buffer> = {
@@ -62,13 +68,17 @@ export async function* decompress(
     },
   });
   const codec = compression === 'gzip' ? createGunzip() : createZstdDecompress();
-  // pipeline() tears every stream down (the S3 body included) when the consumer stops early or one fails.
-  const flowing = pipeline(source, counter, codec).catch(() => {});
+  // pipeline() tears every stream down (the S3 body included) when the consumer stops early or one
+  // fails; it resolves with the error that did it (undefined when none), for the message above.
+  const flowing: Promise<unknown> = pipeline(source, counter, codec).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
   try {
     for await (const b of codec as AsyncIterable<Buffer>) {
       decompressed += b.length;
       if (decompressed > maxRatio * compressed + RATIO_SLACK_BYTES) {
-        throw new InputError(
+        throw new RefusedInputError(
           `${where} decompresses to more than ${maxRatio} times its size (input.maxDecompressionRatio), so it was refused ` +
             'as a possible decompression bomb; if the file is genuine, raise input.maxDecompressionRatio in the pipeline',
         );
@@ -77,17 +87,37 @@ export async function* decompress(
     }
   } catch (error) {
     if (error instanceof InputError) throw error;
-    throw invalidCompressed(where, compression, error);
+    if (isCodecError(error)) throw invalidCompressed(where, compression, error);
+    // The read failed, not the bytes: the source's own error when the stream reports it.
+    throw readFailed(where, (await flowing) ?? error);
   } finally {
     codec.destroy();
     await flowing;
   }
 }
 
-/** A compressed object that does not decompress: the planner's probe and the worker say the same. */
+/** An error of the codec itself (zlib's Z_BUF_ERROR "unexpected end of file", Z_DATA_ERROR, zstd's ZSTD_error_*). */
+const isCodecError = (error: unknown) =>
+  typeof (error as { code?: unknown })?.code === 'string' && /^(Z_|ZSTD_)/.test((error as { code: string }).code);
+
+const errorText = (error: unknown) =>
+  error instanceof Error ? `${(error as { code?: string }).code ?? error.name}: ${error.message}` : String(error);
+
+/**
+ * A read of an object that failed mid-stream (a connection reset, a timeout): transient, so the
+ * Work state retries the chunk. The SDK retries a GET only until its response starts.
+ */
+export function readFailed(where: string, error: unknown): TransientError {
+  if (error instanceof TransientError) return error;
+  return new TransientError(`${where}: reading the object failed (${plainText(errorText(error), 200)}); retried`, {
+    cause: error,
+  });
+}
+
+/** A compressed object that does not decompress: cut short or corrupt, so refused. */
 export function invalidCompressed(where: string, compression: Compression, error: unknown): InputError {
   // zlib's message says what is wrong (e.g. "unexpected end of file"), never the data; bounded all the same.
-  return new InputError(
+  return new RefusedInputError(
     `${where} is not a valid ${compression} file (${plainText((error as Error).message, 200)}): it may have been cut ` +
       'short or corrupted; check it (gzip -t / zstd -t) and upload it again',
     { cause: error },

@@ -244,13 +244,13 @@ describe('partial failure: objects with a failed chunk are not loaded, the other
   const good = 'access-logs/partial-good.csv';
   const bad = 'access-logs/partial-bad.csv.gz';
 
-  it('loads the objects whose chunks all succeeded and names the other, which the next scheduled run plans again', async () => {
+  it('loads the objects whose chunks all succeeded and names the other; a cut file is refused until it changes', async () => {
     // Both files arrive while the runtime is down (no object event), so one scheduled run plans both.
     await embedded.stop();
     const server = await startS3Server({ dir, port: 0 });
     const s3 = localS3Client(server.endpoint);
     const rows = Array.from({ length: 50 }, (_, i) => logRow(1000 + i));
-    // A gzip file cut short: its header and first lines read (so Plan takes it), its chunk fails in Work.
+    // A gzip file cut short: its header and first lines read, then its chunk fails in Work, which refuses it.
     const gzip = gzipSync(csv(Array.from({ length: 200 }, (_, i) => logRow(2000 + i))));
     for (const [key, body] of [
       [good, csv(rows)],
@@ -272,9 +272,17 @@ describe('partial failure: objects with a failed chunk are not loaded, the other
     expect(await count(`SELECT count(*) AS n FROM access_logs WHERE source_key = '${bad}'`)).toBe(0);
     expect(await count(`SELECT count(*) AS n FROM access_logs WHERE source_key = '${good}'`)).toBe(50);
 
+    // The cut file was refused: the next scheduled run does not fail on it again, nor plan it.
     const next = await embedded.runtime.startExecution({ pipeline: 'access-logs', trigger: 'schedule' });
+    expect(next.status).toBe('SUCCEEDED');
+    expect((await runRecord(next.id))?.inputKeys).toEqual([]);
 
-    expect((await runRecord(next.id))?.inputKeys).toEqual([bad]);
-    expect(await count(`SELECT count(*) AS n FROM access_logs WHERE source_key = '${bad}'`)).toBe(0);
+    // A new version of it (uploaded whole) is planned and loaded by the run its upload starts.
+    const fixed = join(dir, 'fixed.csv.gz');
+    writeFileSync(fixed, gzip);
+    runs.delete(`created:${bad}`);
+    await uploadFile(embedded.runtime.s3, 'sluice-input', bad, fixed);
+    expect(await waitForRun(`created:${bad}`)).toMatchObject({ status: 'SUCCEEDED' });
+    expect(await count(`SELECT count(*) AS n FROM access_logs WHERE source_key = '${bad}'`)).toBe(200);
   });
 });

@@ -4,9 +4,10 @@
  * beyond a short escaped excerpt, whatever the error was built from.
  */
 import { PassThrough } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { ChunkFailure } from '../../functions/contracts.ts';
-import { InputError, ObjectMissingError, TransientError } from '../../functions/errors.ts';
+import { InputError, ObjectMissingError, RefusedInputError, TransientError } from '../../functions/errors.ts';
 import {
   cutAtWord,
   describeFailure,
@@ -167,9 +168,31 @@ describe('compressed inputs', () => {
       () => undefined,
       (e: unknown) => e as Error,
     );
-    expect(error).toBeInstanceOf(InputError);
+    // The object itself is bad: refused (a refused marker, scheduled runs skip it until it changes).
+    expect(error).toBeInstanceOf(RefusedInputError);
     expect(error?.message).toMatch(
       /^s3:\/\/sluice-input\/access-logs\/cut\.csv\.gz is not a valid gzip file \(.+\): it may have been cut short or corrupted; check it/,
+    );
+  });
+
+  it('tell a read that failed mid-object (a reset connection) from a bad file: transient, retried, not refused', async () => {
+    const whole = gzipSync(Buffer.from(`${'a,b,c\n'.repeat(200_000)}`));
+    const read = async (source: PassThrough, where: string) => {
+      for await (const _ of decompress(source, 'gzip', 100, where)) {
+        // drain
+      }
+    };
+    const source = new PassThrough();
+    source.write(whole.subarray(0, 4096));
+    setTimeout(() => source.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })), 20);
+    const error = await read(source, 's3://sluice-input/access-logs/reset.csv.gz').then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(TransientError);
+    expect(error).not.toBeInstanceOf(InputError);
+    expect(error?.message).toBe(
+      's3://sluice-input/access-logs/reset.csv.gz: reading the object failed (ECONNRESET: read ECONNRESET); retried',
     );
   });
 });

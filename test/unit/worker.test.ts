@@ -1,6 +1,8 @@
+import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { Chunk, ChunkResult } from '../../functions/contracts.ts';
+import { TransientError } from '../../functions/errors.ts';
 import { splitIntoChunks } from '../../functions/planning/planner.ts';
 import { processChunk } from '../../functions/worker/worker.ts';
 import { accessLogs, HEADER, logRow, testConfig } from '../support/fixtures.ts';
@@ -83,6 +85,44 @@ describe('processChunk', () => {
     await expect(runAll('a,b,c\n1,2,3\n', 'access-logs/wrong.csv', 1 << 20)).rejects.toThrow(
       /line 1 should be the header/,
     );
+  });
+});
+
+describe('a read that fails mid-object', () => {
+  it('fails the chunk with a TransientError (the Work state retries it), whatever the object', async () => {
+    const store = new MemoryStore();
+    const text = `${HEADER}\n${Array.from({ length: 5000 }, (_, i) => logRow(i)).join('\n')}\n`;
+    store.put(config.inputBucket, 'access-logs/plain.csv', text);
+    store.put(config.inputBucket, 'access-logs/packed.csv.gz', gzipSync(text));
+    // The body breaks after its first 1,000 bytes, as a reset connection does.
+    const resetting = new Proxy(store, {
+      get(target, property) {
+        if (property !== 'getStream')
+          return Reflect.get(target, property, target).bind?.(target) ?? Reflect.get(target, property);
+        return async (...args: Parameters<MemoryStore['getStream']>) => {
+          const body = (await target.getStream(...args)) as AsyncIterable<Buffer>;
+          return Readable.from(
+            (async function* () {
+              let sent = 0;
+              for await (const b of body) {
+                if (sent + b.length > 1000) throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+                sent += b.length;
+                yield b;
+              }
+            })(),
+          );
+        };
+      },
+    });
+    for (const key of ['access-logs/plain.csv', 'access-logs/packed.csv.gz']) {
+      const info = await store.head(config.inputBucket, key);
+      const [chunk] = splitIntoChunks(info ? [info] : [], accessLogs, 1 << 20, 'run-1');
+      const work = processChunk(chunk as Chunk, { store: resetting, config, pipeline: accessLogs });
+      await expect(work).rejects.toBeInstanceOf(TransientError);
+      await expect(work).rejects.toThrow(
+        `s3://sluice-input/${key}: reading the object failed (ECONNRESET: read ECONNRESET); retried`,
+      );
+    }
   });
 });
 
