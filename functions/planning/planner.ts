@@ -281,8 +281,8 @@ const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value), '
  * own, and the other objects up to `chunkSize` bin-packed together up to `chunkSize`, at most
  * {@link MAX_PARTS_PER_CHUNK} parts and {@link MAX_CHUNK_JSON_BYTES} of JSON per chunk.
  * A compressed object stays alone because it can fail its chunk when cut short or corrupt
- * (a plain object's bad lines are rejected, its bad header refused and skipped next time):
- * packed, it would fail its neighbours' chunk at every run until it is fixed.
+ * (a plain object's bad lines are rejected): packed, its neighbours would wait for the next
+ * run, which skips it once refused (docs/scaling.md).
  * Objects are packed whatever their header (the worker reads each one's own); the columns
  * of an object cut into ranges, read by Plan, go with each of its chunks. Empty objects
  * produce no chunk.
