@@ -21,9 +21,10 @@ export class InputError extends SluiceError {
 }
 
 /**
- * An input object is not the pipeline's format as a whole (its header does not fit, or it
- * is not compressed as its name says): a run refuses it and marks that version refused, so
- * that scheduled runs skip it until it changes. An InputError by name for the state machine.
+ * An input object is not the pipeline's format as a whole (its header does not fit; it is not
+ * compressed as its name says, is cut short or corrupt, or is a decompression bomb): a run
+ * refuses it and marks that version refused, so that scheduled runs skip it until it changes.
+ * An InputError by name for the state machine.
  */
 export class RefusedInputError extends InputError {}
 

@@ -867,10 +867,11 @@ export class ObjectStore implements S3rverStore {
     const sorted = [...parts].sort((a, b) => a.number - b.number);
     const files = sorted.map((p) => join(upload.dir, `${p.number}.part`));
     const digests: Buffer[] = [];
+    const sizes: number[] = [];
     for (const [i, file] of files.entries()) {
       let md5: string;
       try {
-        await stat(file);
+        sizes.push((await stat(file)).size);
         md5 = await readFile(join(upload.dir, `${sorted[i]?.number}.md5`), 'utf8');
       } catch {
         throw new S3Error('InvalidPart', 'One or more of the specified parts could not be found.');
@@ -897,7 +898,7 @@ export class ObjectStore implements S3rverStore {
     let written: Awaited<ReturnType<ObjectStore['linkParts']>>;
     try {
       if (files.length <= MAX_LINKED_PARTS) {
-        written = await this.linkParts(location, files, etag);
+        written = await this.linkParts(location, files, sizes, etag);
       } else {
         const body = Readable.from(
           (async function* () {
@@ -927,13 +928,13 @@ export class ObjectStore implements S3rverStore {
    * one over the name), so the linked bytes never change; removing the upload's folder after the
    * commit removes only the parts' first names.
    */
-  private async linkParts(location: Location, files: readonly string[], etag: string) {
+  private async linkParts(location: Location, files: readonly string[], sizes: readonly number[], etag: string) {
     const parts: { data: string; size: number }[] = [];
     try {
-      for (const file of files) {
+      for (const [i, file] of files.entries()) {
         const data = `${location.stem}~${token()}.data`;
         await this.linkFile(file, location.dir, data);
-        parts.push({ data, size: (await stat(join(location.dir, data))).size });
+        parts.push({ data, size: sizes[i] as number });
       }
     } catch (error) {
       await Promise.all(parts.map(({ data }) => unlink(join(location.dir, data)).catch(() => {})));
@@ -949,7 +950,7 @@ export class ObjectStore implements S3rverStore {
    */
   private async linkFile(source: string, dir: string, name: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      await mkdir(dir, { recursive: true });
+      if (attempt > 0) await mkdir(dir, { recursive: true });
       try {
         await link(source, join(dir, name));
         return;

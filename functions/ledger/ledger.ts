@@ -182,17 +182,33 @@ export async function markLoaded(
   return { written: inputs.length, deleted: stale.length };
 }
 
-/** The error that fails a run over refused objects: the first one's message, and how many others (ten named). */
-export function refusalError(errors: readonly InputError[], refused: readonly RefusedEntry[]): InputError {
-  const [first] = errors;
-  if (!first) throw new Error('refusalError needs at least one refused object');
-  if (errors.length === 1) return first;
-  return new InputError(
-    `${first.message} (and ${errors.length - 1} more refused objects: ${refused
-      .slice(1, 11)
+/**
+ * Refuses objects a run cannot read as the pipeline's format (the planner for the objects it
+ * cuts, a worker for those it reads whole): marks each version refused, then throws the error
+ * that fails the run, the first one's message and how many others (ten named).
+ */
+export async function refuseObjects(
+  store: ObjectStore,
+  bucket: string,
+  pipeline: string,
+  runId: string,
+  refused: readonly { readonly key: string; readonly version: string; readonly error: InputError }[],
+): Promise<never> {
+  const [first, ...others] = refused;
+  if (!first) throw new Error('refuseObjects needs at least one refused object');
+  await markRefused(
+    store,
+    bucket,
+    pipeline,
+    refused.map(({ key, version, error }) => ({ key, version, runId, reason: error.message })),
+  );
+  if (others.length === 0) throw first.error;
+  throw new InputError(
+    `${first.error.message} (and ${others.length} more refused objects: ${others
+      .slice(0, 10)
       .map((r) => r.key)
-      .join(', ')}${errors.length > 11 ? ', ...' : ''})`,
-    { cause: first },
+      .join(', ')}${others.length > 10 ? ', ...' : ''})`,
+    { cause: first.error },
   );
 }
 

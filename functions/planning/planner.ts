@@ -7,14 +7,7 @@ import type { Config } from '../config.ts';
 import type { Chunk, ChunkPart, PlanEvent, RunRecord, RunRequest, RunState } from '../contracts.ts';
 import { InputError, RequestError } from '../errors.ts';
 import { formatOf } from '../formats/index.ts';
-import {
-  allLoadedEntries,
-  keyHash,
-  markRefused,
-  type RefusedEntry,
-  readLedger,
-  refusalError,
-} from '../ledger/ledger.ts';
+import { allLoadedEntries, keyHash, readLedger, refuseObjects } from '../ledger/ledger.ts';
 import { readAppliedTables } from '../pipeline/applied-tables.ts';
 import { matchesInput, type Pipeline } from '../pipeline/definition.ts';
 import { needsSetup, setupStatementsFor } from '../pipeline/evolution.ts';
@@ -237,21 +230,12 @@ async function inspectAll(
     }
   });
   const planned: PlannedObject[] = [];
-  const refused: RefusedEntry[] = [];
-  const errors: InputError[] = [];
+  const refused: { key: string; version: string; error: InputError }[] = [];
   for (const [i, outcome] of outcomes.entries()) {
-    if ('planned' in outcome) {
-      planned.push(outcome.planned);
-      continue;
-    }
-    const o = objects[i] as ObjectInfo;
-    refused.push({ key: o.key, version: o.version, runId, reason: outcome.refused.message });
-    errors.push(outcome.refused);
+    if ('planned' in outcome) planned.push(outcome.planned);
+    else refused.push({ ...(objects[i] as ObjectInfo), error: outcome.refused });
   }
-  if (errors.length > 0) {
-    await markRefused(deps.store, deps.config.workingBucket, p.name, refused);
-    throw refusalError(errors, refused);
-  }
+  if (refused.length > 0) await refuseObjects(deps.store, deps.config.workingBucket, p.name, runId, refused);
   return planned;
 }
 

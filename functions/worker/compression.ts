@@ -30,7 +30,7 @@ export function compressionOf(key: string): Compression {
 }
 
 /** Fails when the first bytes of a compressed object are not its codec's magic number. */
-export function checkMagic(compression: Compression, head: Buffer, where: string): void {
+function checkMagic(compression: Compression, head: Buffer, where: string): void {
   if (compression === 'none') return;
   const magic = MAGIC[compression];
   if (!head.subarray(0, magic.length).equals(magic)) {
@@ -115,7 +115,7 @@ export function readFailed(where: string, error: unknown): TransientError {
 }
 
 /** A compressed object that does not decompress: cut short or corrupt, so refused. */
-export function invalidCompressed(where: string, compression: Compression, error: unknown): InputError {
+function invalidCompressed(where: string, compression: Compression, error: unknown): InputError {
   // zlib's message says what is wrong (e.g. "unexpected end of file"), never the data; bounded all the same.
   return new RefusedInputError(
     `${where} is not a valid ${compression} file (${plainText((error as Error).message, 200)}): it may have been cut ` +

@@ -12,7 +12,7 @@ import type { Config } from '../config.ts';
 import type { Chunk, ChunkPart, ChunkResult, ChunkSummary, PartResult } from '../contracts.ts';
 import { RefusedInputError, VerifyError } from '../errors.ts';
 import { formatOf, type Rows } from '../formats/index.ts';
-import { markRefused, refusalError } from '../ledger/ledger.ts';
+import { refuseObjects } from '../ledger/ledger.ts';
 import { type Column, LINEAGE_COLUMNS, type Pipeline } from '../pipeline/definition.ts';
 import { duckType } from '../pipeline/duck-types.ts';
 import { literal } from '../pipeline/sql.ts';
@@ -232,7 +232,6 @@ interface Spool {
 interface Spooled {
   readonly spools: readonly Spool[];
   readonly parts: readonly PartResult[];
-  readonly rowsRead: number;
 }
 
 /** What parseAndStage leaves of one spool: its counts and days, its staged and rejected rows in its folder. */
@@ -266,7 +265,7 @@ export async function processChunk(chunk: Chunk, deps: WorkerDeps): Promise<Chun
     ]);
     const chunkResult: ChunkResult = {
       index: chunk.index,
-      rowsRead: spooled.rowsRead,
+      rowsRead: spooled.spools.reduce((sum, s) => sum + s.rowsRead, 0),
       rowsStaged: result.rowsStaged,
       rowsRejected: result.rowsRejected,
       days: result.days,
@@ -389,7 +388,7 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, dir: string): Promise<
     return writer;
   };
   const parts: PartResult[] = [];
-  const refused: { readonly part: ChunkPart; readonly error: RefusedInputError }[] = [];
+  const refused: { readonly key: string; readonly version: string; readonly error: RefusedInputError }[] = [];
   const { maxLineBytes } = pipeline.input;
   // Non-splittable CSV/TSV with quotes: a newline inside a quoted field stays in its record.
   const { records } = format;
@@ -481,53 +480,25 @@ async function spoolChunk(chunk: Chunk, deps: WorkerDeps, dir: string): Promise<
         }
         splitter.finish();
       } catch (error) {
-        // The header or the compression is wrong before any row is read: the object is refused, the chunk's other objects still checked.
+        // The object is bad as a whole (header, compression): refused; the chunk's other objects are still checked.
         if (!(error instanceof RefusedInputError)) throw error;
-        refused.push({ part, error });
+        refused.push({ key: part.key, version: part.version, error });
       }
       parts.push({ key: part.key, start: part.start, lines });
     }
+    // A chunk of header-only objects still has its (empty) spool.
+    if (writers.size === 0) writerOf(fileColumns(chunk, pipeline));
   } finally {
     for (const { spool, out } of writers.values()) {
       out.close();
       spool.index.close(out.position);
     }
   }
-  if (refused.length > 0) await refuse(chunk, deps, refused);
-  // A chunk of empty or header-only objects still has its (empty) spool.
-  const spools = writers.size > 0 ? [...writers.values()].map((w) => w.spool) : [emptySpool(chunk, pipeline, dir)];
-  return { spools, parts, rowsRead: spools.reduce((sum, s) => sum + s.rowsRead, 0) };
-}
-
-/** An empty spool file, in the chunk's planned column order. */
-function emptySpool(chunk: Chunk, p: Pipeline, dir: string): Spool {
-  const file = join(dir, 'rows-0.csv');
-  writeFileSync(file, '');
-  const index = new SpoolIndex();
-  index.close(0);
-  return { file, columns: fileColumns(chunk, p), rowsRead: 0, early: [], index };
-}
-
-/**
- * Marks the refused objects of a chunk (scheduled runs skip those versions until they change),
- * then fails the chunk naming the first and how many others: their rows are not read.
- */
-async function refuse(
-  chunk: Chunk,
-  deps: WorkerDeps,
-  refused: readonly { readonly part: ChunkPart; readonly error: RefusedInputError }[],
-): Promise<never> {
-  const entries = refused.map(({ part, error }) => ({
-    key: part.key,
-    version: part.version,
-    runId: chunk.runId,
-    reason: error.message,
-  }));
-  await markRefused(deps.store, deps.config.workingBucket, deps.pipeline.name, entries);
-  throw refusalError(
-    refused.map((r) => r.error),
-    entries,
-  );
+  // Every refused object of the chunk is marked (scheduled runs skip it), then the chunk fails naming them.
+  if (refused.length > 0) {
+    await refuseObjects(deps.store, config.workingBucket, pipeline.name, chunk.runId, refused);
+  }
+  return { spools: [...writers.values()].map((w) => w.spool), parts };
 }
 
 async function count(c: DuckDBConnection, sql: string): Promise<number> {
