@@ -331,30 +331,32 @@ async function runs(args: string[]): Promise<number> {
       return 0;
     }
     const rows = (await listExecutions(session, limit)).map(toRunRow);
-    if (values.json) {
-      console.log(JSON.stringify(rows, null, 2));
-      return 0;
-    }
-    if (rows.length === 0) {
-      console.log('no runs yet');
-      return 0;
-    }
-    printTable(
-      rows.map((r) => ({
-        run: r.id,
-        status: r.status,
-        trigger: r.trigger,
-        started: r.startedAt.replace('T', ' ').slice(0, 19),
-        duration: duration(r),
-        chunks: r.chunks,
-        read: r.rowsRead,
-        loaded: r.rowsLoaded,
-        rejected: r.rowsRejected,
-        error: r.message ?? '',
-      })),
-    );
-    return 0;
+    return printRows(values.json, rows, 'no runs yet', (r) => ({
+      run: r.id,
+      status: r.status,
+      trigger: r.trigger,
+      started: r.startedAt.replace('T', ' ').slice(0, 19),
+      duration: duration(r),
+      chunks: r.chunks,
+      read: r.rowsRead,
+      loaded: r.rowsLoaded,
+      rejected: r.rowsRejected,
+      error: r.message ?? '',
+    }));
   });
+}
+
+/** Prints `rows` as JSON with --json, else as a table of `columns(row)` (`none` when there is no row); exit code 0. */
+function printRows<T>(
+  json: boolean | undefined,
+  rows: readonly T[],
+  none: string,
+  columns: (row: T) => Record<string, unknown>,
+): number {
+  if (json) console.log(JSON.stringify(rows, null, 2));
+  else if (rows.length === 0 && none) console.log(none);
+  else printTable(rows.map(columns));
+  return 0;
 }
 
 async function status(args: string[]): Promise<number> {
@@ -382,23 +384,16 @@ async function status(args: string[]): Promise<number> {
         lastError: last && last.status !== 'SUCCEEDED' && last.status !== 'RUNNING' ? (last.message ?? null) : null,
       };
     });
-    if (values.json) {
-      console.log(JSON.stringify(report, null, 2));
-      return 0;
-    }
-    printTable(
-      report.map((r) => ({
-        pipeline: r.pipeline,
-        schedule: r.schedule,
-        running: r.running,
-        'last run': r.lastRun ?? '(none)',
-        status: r.lastStatus ?? '',
-        started: r.lastStarted?.replace('T', ' ').slice(0, 19) ?? '',
-        'last success': r.lastSuccessAt?.replace('T', ' ').slice(0, 19) ?? '',
-        error: r.lastError ?? '',
-      })),
-    );
-    return 0;
+    return printRows(values.json, report, '', (r) => ({
+      pipeline: r.pipeline,
+      schedule: r.schedule,
+      running: r.running,
+      'last run': r.lastRun ?? '(none)',
+      status: r.lastStatus ?? '',
+      started: r.lastStarted?.replace('T', ' ').slice(0, 19) ?? '',
+      'last success': r.lastSuccessAt?.replace('T', ' ').slice(0, 19) ?? '',
+      error: r.lastError ?? '',
+    }));
   });
 }
 
@@ -422,10 +417,7 @@ async function query(args: string[]): Promise<number> {
       }
       throw error;
     }
-    if (values.json) console.log(JSON.stringify(result.rows, null, 2));
-    else if (result.rows.length === 0) console.log('(no rows)');
-    else printTable(result.rows);
-    return 0;
+    return printRows(values.json, result.rows, '(no rows)', (row) => row);
   });
 }
 

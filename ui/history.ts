@@ -75,7 +75,15 @@ function planFacts(events: readonly HistoryEvent[]): PlanFacts | null {
  * or MapIterationFailed of the same index.
  */
 function statementRuns(events: readonly HistoryEvent[]): StatementRun[] {
-  const open = new Map<number, { startedAt: number; step: string; sql: string; waiting: boolean }>();
+  type Iteration = { startedAt: number; step: string; sql: string; waiting: boolean };
+  const open = new Map<number, Iteration>();
+  const statement = (iteration: Iteration, ms: number | null, status: StatementRun['status']): StatementRun => ({
+    step: iteration.step,
+    sql: iteration.sql,
+    startedAt: new Date(iteration.startedAt).toISOString(),
+    ms,
+    status,
+  });
   const runs: { index: number; run: StatementRun }[] = [];
   let last: number | undefined;
   for (const event of events) {
@@ -109,28 +117,15 @@ function statementRuns(events: readonly HistoryEvent[]): StatementRun[] {
       open.delete(index);
       runs.push({
         index,
-        run: {
-          step: iteration.step,
-          sql: iteration.sql,
-          startedAt: new Date(iteration.startedAt).toISOString(),
-          ms: at(event) - iteration.startedAt,
-          status: type === 'MapIterationSucceeded' ? 'SUCCEEDED' : 'FAILED',
-        },
+        run: statement(
+          iteration,
+          at(event) - iteration.startedAt,
+          type === 'MapIterationSucceeded' ? 'SUCCEEDED' : 'FAILED',
+        ),
       });
     }
   }
-  for (const [index, iteration] of open) {
-    runs.push({
-      index,
-      run: {
-        step: iteration.step,
-        sql: iteration.sql,
-        startedAt: new Date(iteration.startedAt).toISOString(),
-        ms: null,
-        status: 'RUNNING',
-      },
-    });
-  }
+  for (const [index, iteration] of open) runs.push({ index, run: statement(iteration, null, 'RUNNING') });
   return runs.sort((a, b) => a.index - b.index).map((r) => r.run);
 }
 
