@@ -4,14 +4,16 @@
  * version the same identity (its unquoted ETag) from every call.
  */
 import type { Readable } from 'node:stream';
-import { InputError, ObjectMissingError } from '../errors.ts';
+import { InputError, ObjectMissingError, TransientError } from '../errors.ts';
+import { plainText } from '../run/failure-message.ts';
 
 export interface ObjectStore {
   head(bucket: string, key: string): Promise<ObjectInfo | undefined>;
   /**
    * Streams `[start, end)` of an object (to its end when `end` is undefined). With `ifMatch`
    * (an unquoted ETag), fails with {@link objectReplaced}'s InputError when the object's
-   * current version has another ETag.
+   * current version has another ETag. A body that breaks mid-object (a reset connection)
+   * fails with {@link readFailed}'s TransientError, which the state machine retries.
    */
   getStream(bucket: string, key: string, start?: number, end?: number, ifMatch?: string): Promise<Readable>;
   // A missing object fails getStream/getBytes with {@link objectMissing}'s InputError (getJson returns undefined).
@@ -56,4 +58,18 @@ export function objectMissing(bucket: string, key: string): ObjectMissingError {
     `s3://${bucket}/${key} no longer exists: it was deleted after the run planned it, so nothing of it is loaded by this run; ` +
       'upload it again to load it',
   );
+}
+
+const errorText = (error: unknown) =>
+  error instanceof Error ? `${(error as { code?: string }).code ?? error.name}: ${error.message}` : String(error);
+
+/**
+ * A read of an object that failed mid-body (a connection reset, a timeout): transient, so the
+ * state machine retries the step. The SDK retries a GET only until its response starts.
+ */
+export function readFailed(where: string, error: unknown): TransientError {
+  if (error instanceof TransientError) return error;
+  return new TransientError(`${where}: reading the object failed (${plainText(errorText(error), 200)}); retried`, {
+    cause: error,
+  });
 }

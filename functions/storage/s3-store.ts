@@ -1,7 +1,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   DeleteObjectsCommand,
@@ -15,7 +15,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { ObjectMissingError, TransientError } from '../errors.ts';
 import { mapLimit, S3_PARALLELISM } from './concurrency.ts';
-import { type ObjectInfo, type ObjectStore, objectMissing, objectReplaced } from './object-store.ts';
+import { type ObjectInfo, type ObjectStore, objectMissing, objectReplaced, readFailed } from './object-store.ts';
 
 /**
  * Part size of the files the functions upload (staging and rejects Parquet): a file up to this size
@@ -112,7 +112,19 @@ export class S3ObjectStore implements ObjectStore {
           ...(ifMatch ? { IfMatch: `"${ifMatch}"` } : {}),
         }),
       );
-      return out.Body as Readable;
+      const body = out.Body as Readable;
+      const where = `s3://${bucket}/${key}`;
+      // A body that breaks mid-object fails with a TransientError (above), for every reader of it.
+      return Readable.from(
+        (async function* () {
+          try {
+            yield* body;
+          } catch (error) {
+            throw readFailed(where, error);
+          }
+        })(),
+        { objectMode: false },
+      );
     } catch (error) {
       // S3's NoSuchKey names no object; a deleted object may also fail If-Match (412) on some servers.
       if (isMissing(error)) throw objectMissing(bucket, key);

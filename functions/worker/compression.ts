@@ -7,15 +7,16 @@
  * What is wrong with the object itself (not compressed as named, cut short, corrupt, a bomb)
  * refuses it (RefusedInputError): its run fails and names it, and scheduled runs skip that
  * version until it changes, so one bad file does not fail every night's run. A failure of the
- * read itself (the connection reset mid-object) is a TransientError, which the Work state
- * retries: only the codec's own errors (zlib's Z_*, zstd's ZSTD_*) say the bytes are bad.
+ * read itself (the connection reset mid-object) stays the store's TransientError, which the
+ * Work state retries: only the codec's own errors (zlib's Z_*, zstd's ZSTD_*) say the bytes are bad.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Compression } from '../contracts.ts';
-import { InputError, RefusedInputError, TransientError } from '../errors.ts';
+import { InputError, RefusedInputError } from '../errors.ts';
 import { plainText } from '../run/failure-message.ts';
+import { readFailed } from '../storage/object-store.ts';
 
 const MAGIC: Record<Exclude<Compression, 'none'>, Buffer> = {
   gzip: Buffer.from([0x1f, 0x8b]),
@@ -88,7 +89,7 @@ export async function* decompress(
   } catch (error) {
     if (error instanceof InputError) throw error;
     if (isCodecError(error)) throw invalidCompressed(where, compression, error);
-    // The read failed, not the bytes: the source's own error when the stream reports it.
+    // The read failed, not the bytes: the source's own error (the store's TransientError) when it reports it.
     throw readFailed(where, (await flowing) ?? error);
   } finally {
     codec.destroy();
@@ -99,20 +100,6 @@ export async function* decompress(
 /** An error of the codec itself (zlib's Z_BUF_ERROR "unexpected end of file", Z_DATA_ERROR, zstd's ZSTD_error_*). */
 const isCodecError = (error: unknown) =>
   typeof (error as { code?: unknown })?.code === 'string' && /^(Z_|ZSTD_)/.test((error as { code: string }).code);
-
-const errorText = (error: unknown) =>
-  error instanceof Error ? `${(error as { code?: string }).code ?? error.name}: ${error.message}` : String(error);
-
-/**
- * A read of an object that failed mid-stream (a connection reset, a timeout): transient, so the
- * Work state retries the chunk. The SDK retries a GET only until its response starts.
- */
-export function readFailed(where: string, error: unknown): TransientError {
-  if (error instanceof TransientError) return error;
-  return new TransientError(`${where}: reading the object failed (${plainText(errorText(error), 200)}); retried`, {
-    cause: error,
-  });
-}
 
 /** A compressed object that does not decompress: cut short or corrupt, so refused. */
 function invalidCompressed(where: string, compression: Compression, error: unknown): InputError {

@@ -18,7 +18,7 @@ import { duckType } from '../pipeline/duck-types.ts';
 import { literal } from '../pipeline/sql.ts';
 import { layout } from '../storage/layout.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
-import { decompress, readFailed } from './compression.ts';
+import { decompress } from './compression.ts';
 import { withConnection } from './duckdb.ts';
 import { LineSplitter, stripBom } from './lines.ts';
 import { SpoolIndex } from './spool-index.ts';
@@ -338,13 +338,8 @@ async function* partBytes(store: ObjectStore, p: Pipeline, bucket: string, part:
   let from = part.start > 0 ? part.start - 1 : 0;
   let to = Math.min(part.size, part.end + OVERHANG);
   while (from < part.size) {
-    const body = (await store.getStream(bucket, part.key, from, to, part.version)) as AsyncIterable<Buffer>;
-    try {
-      for await (const b of body) yield b;
-    } catch (error) {
-      // Only the body's own errors land here (a consumer that stops early returns, it does not throw in).
-      throw readFailed(`s3://${bucket}/${part.key}`, error);
-    }
+    for await (const b of (await store.getStream(bucket, part.key, from, to, part.version)) as AsyncIterable<Buffer>)
+      yield b;
     from = to;
     to = Math.min(part.size, to + 4 * OVERHANG);
   }

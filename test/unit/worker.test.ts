@@ -1,9 +1,12 @@
-import { Readable } from 'node:stream';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import type { Chunk, ChunkResult } from '../../functions/contracts.ts';
 import { TransientError } from '../../functions/errors.ts';
 import { splitIntoChunks } from '../../functions/planning/planner.ts';
+import { S3ObjectStore } from '../../functions/storage/s3-store.ts';
 import { processChunk } from '../../functions/worker/worker.ts';
 import { accessLogs, HEADER, logRow, testConfig } from '../support/fixtures.ts';
 import { MemoryStore } from '../support/memory-store.ts';
@@ -89,39 +92,42 @@ describe('processChunk', () => {
 });
 
 describe('a read that fails mid-object', () => {
-  it('fails the chunk with a TransientError (the Work state retries it), whatever the object', async () => {
-    const store = new MemoryStore();
+  it('fails the chunk with a TransientError (the Work state retries it), plain or compressed, through the S3 store', async () => {
     const text = `${HEADER}\n${Array.from({ length: 5000 }, (_, i) => logRow(i)).join('\n')}\n`;
-    store.put(config.inputBucket, 'access-logs/plain.csv', text);
-    store.put(config.inputBucket, 'access-logs/packed.csv.gz', gzipSync(text));
-    // The body breaks after its first 1,000 bytes, as a reset connection does.
-    const resetting = new Proxy(store, {
-      get(target, property) {
-        if (property !== 'getStream')
-          return Reflect.get(target, property, target).bind?.(target) ?? Reflect.get(target, property);
-        return async (...args: Parameters<MemoryStore['getStream']>) => {
-          const body = (await target.getStream(...args)) as AsyncIterable<Buffer>;
-          return Readable.from(
-            (async function* () {
-              let sent = 0;
-              for await (const b of body) {
-                if (sent + b.length > 1000) throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
-                sent += b.length;
-                yield b;
-              }
-            })(),
-          );
-        };
-      },
+    const bodies: Record<string, Buffer> = { '/b/plain.csv': Buffer.from(text), '/b/packed.csv.gz': gzipSync(text) };
+    // An S3 endpoint whose GETs send the headers and 1,000 bytes of the body, then reset the connection.
+    const server = createServer((request, response) => {
+      const body = bodies[(request.url ?? '').split('?')[0] ?? ''] ?? Buffer.alloc(0);
+      response.writeHead(200, { 'content-length': body.length, etag: '"v1"' });
+      response.write(body.subarray(0, 1000), () => setTimeout(() => request.socket.destroy(), 20));
     });
-    for (const key of ['access-logs/plain.csv', 'access-logs/packed.csv.gz']) {
-      const info = await store.head(config.inputBucket, key);
-      const [chunk] = splitIntoChunks(info ? [info] : [], accessLogs, 1 << 20, 'run-1');
-      const work = processChunk(chunk as Chunk, { store: resetting, config, pipeline: accessLogs });
-      await expect(work).rejects.toBeInstanceOf(TransientError);
-      await expect(work).rejects.toThrow(
-        `s3://sluice-input/${key}: reading the object failed (ECONNRESET: read ECONNRESET); retried`,
-      );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = new S3Client({
+      endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      maxAttempts: 1,
+    });
+    try {
+      const store = new S3ObjectStore(client);
+      for (const key of ['plain.csv', 'packed.csv.gz']) {
+        const size = bodies[`/b/${key}`]?.length ?? 0;
+        const [chunk] = splitIntoChunks([{ key, size, version: 'v1' }], accessLogs, 1 << 20, 'run-1');
+        const work = processChunk(chunk as Chunk, {
+          store,
+          config: { ...config, inputBucket: 'b' },
+          pipeline: accessLogs,
+        });
+        await expect(work).rejects.toBeInstanceOf(TransientError);
+        await expect(work).rejects.toThrow(
+          new RegExp(`^s3://b/${key.replace('.', '\\.')}: reading the object failed \\(.+\\); retried$`),
+        );
+      }
+    } finally {
+      client.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });
